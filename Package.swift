@@ -1,0 +1,115 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+/// One settings array for every target: Swift 6 mode with strict concurrency (the default of
+/// the Swift 6 language mode) and the upcoming features that keep APIs explicit.
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "baton",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "baton", targets: ["baton"]),
+        .executable(name: "baton-bench", targets: ["baton-bench"]),
+        .library(name: "BatonCore", targets: ["BatonCore"]),
+        .library(name: "BatonStore", targets: ["BatonStore"]),
+        .library(name: "BatonSQLite", targets: ["BatonSQLite"]),
+        .library(name: "BatonNode", targets: ["BatonNode"]),
+        .library(name: "BatonStoreTesting", targets: ["BatonStoreTesting"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+    ],
+    targets: [
+        // Pure: envelope, validation, lifecycle state machine, retry maths, clock. No I/O.
+        .target(
+            name: "BatonCore",
+            swiftSettings: swiftSettings
+        ),
+        // The JobStore contract every engine implements.
+        .target(
+            name: "BatonStore",
+            dependencies: ["BatonCore"],
+            swiftSettings: swiftSettings
+        ),
+        // Embedded default engine: SQLite in WAL mode through GRDB.
+        .target(
+            name: "BatonSQLite",
+            dependencies: [
+                "BatonCore", "BatonStore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The conformance suite that every engine must pass (imported by test targets).
+        .target(
+            name: "BatonStoreTesting",
+            dependencies: ["BatonCore", "BatonStore"],
+            swiftSettings: swiftSettings
+        ),
+        // Worker runtime: claim loop, heartbeats, rescuer, executors, configuration.
+        .target(
+            name: "BatonNode",
+            dependencies: [
+                "BatonCore", "BatonStore", "BatonSQLite",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "SystemPackage", package: "swift-system",
+                         condition: .when(platforms: [.linux])),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The command tree, kept in a library so tests can drive it without a shell.
+        .target(
+            name: "BatonCLI",
+            dependencies: [
+                "BatonCore", "BatonStore", "BatonSQLite", "BatonNode",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "baton",
+            dependencies: ["BatonCLI"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "baton-bench",
+            dependencies: [
+                "BatonCore", "BatonStore", "BatonSQLite", "BatonNode",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BatonCoreTests",
+            dependencies: ["BatonCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BatonStoreTests",
+            dependencies: ["BatonCore", "BatonStore", "BatonSQLite", "BatonStoreTesting"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BatonNodeTests",
+            dependencies: ["BatonCore", "BatonStore", "BatonSQLite", "BatonNode", "BatonCLI"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

@@ -1,0 +1,82 @@
+import ArgumentParser
+import BatonCore
+import BatonNode
+import BatonStore
+import Foundation
+import Logging
+
+/// `baton`: the command tree.
+public struct BatonCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "baton",
+        abstract: "A durable task queue and task-chain orchestrator for fleets of agent and build nodes.",
+        discussion: """
+            Exit codes: 0 success; 1 the job is not found or not in a state that allows the operation;
+            64 bad command line; 65 invalid envelope or configuration; 66 input file unreadable;
+            69 store unavailable; 70 internal error.
+            """,
+        subcommands: [Up.self, Worker.self, Submit.self, Jobs.self, Show.self, DLQ.self, Cancel.self, ConfigCommand.self]
+    )
+
+    public init() {}
+}
+
+/// Options every command takes.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: "Configuration file (default: ./baton.yaml when it exists).")
+    var config: String?
+
+    @Option(name: .long, help: "Store, overriding the configuration and BATON_DB: a SQLite path, sqlite:PATH or postgres://...")
+    var db: String?
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String?
+
+    func loadConfig() throws(BatonError) -> BatonConfig {
+        var config = try ConfigLoader.resolve(path: self.config, environment: ProcessInfo.processInfo.environment)
+        if let db {
+            config = try ConfigLoader.load(yaml: "store: '\(db.replacingOccurrences(of: "'", with: "''"))'",
+                                           source: "--db", environment: [:]).withStore(of: config)
+        }
+        return config
+    }
+}
+
+extension BatonConfig {
+    /// This configuration with the store taken from `self` and everything else from `other`.
+    func withStore(of other: BatonConfig) -> BatonConfig {
+        var merged = other
+        merged.store = store
+        return merged
+    }
+}
+
+/// Runs a command body, turning Baton errors into a message on stderr and a stable exit code.
+func reporting<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as BatonError {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        throw ExitCode(exitCode(for: error.code))
+    }
+}
+
+func exitCode(for code: BatonError.Code) -> Int32 {
+    switch code {
+    case .invalidInput, .unsupportedSchema: 65
+    case .storeUnavailable: 69
+    case .internal: 70
+    default: 1
+    }
+}
+
+func printJSON(_ value: JSONValue) { print(Format.json(value)) }
+
+func bootstrapLogging(_ level: String?) {
+    let parsed = level.flatMap(Logger.Level.init(rawValue:)) ?? .info
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = parsed
+        return handler
+    }
+}

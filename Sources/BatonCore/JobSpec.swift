@@ -1,0 +1,107 @@
+/// What runs in a stage.
+public enum StageRun: Sendable, Hashable {
+    /// A command line run by `/bin/sh -c` in its own process group.
+    case shell(String)
+    /// Succeeds at once (tests, benchmarks, placeholders).
+    case noop
+    /// Sleeps for the given seconds, then succeeds (tests, benchmarks).
+    case sleep(Double)
+
+    public var kind: String {
+        switch self {
+        case .shell: "shell"
+        case .noop: "noop"
+        case .sleep: "sleep"
+        }
+    }
+}
+
+/// One step of a job.
+public struct StageSpec: Sendable, Hashable {
+    public var name: String
+    public var run: StageRun
+    /// Execution timeout of this stage; `nil` uses the job's `exec_timeout_sec`.
+    public var timeoutSec: Int?
+    /// Exit codes that count as transient failures in addition to 75 (EX_TEMPFAIL).
+    public var transientExitCodes: [Int32]
+    /// Extra environment variables for shell stages.
+    public var env: [String: String]
+    /// Working directory for shell stages.
+    public var workdir: String?
+
+    public init(name: String, run: StageRun, timeoutSec: Int? = nil, transientExitCodes: [Int32] = [],
+                env: [String: String] = [:], workdir: String? = nil) {
+        self.name = name
+        self.run = run
+        self.timeoutSec = timeoutSec
+        self.transientExitCodes = transientExitCodes
+        self.env = env
+        self.workdir = workdir
+    }
+}
+
+/// A validated job envelope with every default filled in. This is what stores persist and
+/// what nodes execute.
+public struct JobSpec: Sendable, Hashable {
+    public static let schemaVersion = 1
+
+    public var id: String
+    public var idempotencyKey: String?
+    public var dedupeWindowSec: Int
+    public var lane: String
+    public var sessionKey: String?
+    public var regionAffinity: String?
+    public var priority: Int
+    public var stages: [StageSpec]
+    public var queueTimeoutSec: Int?
+    public var execTimeoutSec: Int
+    public var leaseTTLSec: Int
+    public var ttlSec: Int
+    public var retry: RetryPolicy
+    public var artifactURI: String?
+    public var payload: JSONValue
+
+    public init(id: String, idempotencyKey: String? = nil, dedupeWindowSec: Int = JobDefaults.standard.dedupeWindowSec,
+                lane: String = JobDefaults.standard.lane, sessionKey: String? = nil, regionAffinity: String? = nil,
+                priority: Int = 0, stages: [StageSpec], queueTimeoutSec: Int? = nil,
+                execTimeoutSec: Int = JobDefaults.standard.execTimeoutSec,
+                leaseTTLSec: Int = JobDefaults.standard.leaseTTLSec, ttlSec: Int = JobDefaults.standard.ttlSec,
+                retry: RetryPolicy = .standard, artifactURI: String? = nil, payload: JSONValue = .object([:])) {
+        self.id = id
+        self.idempotencyKey = idempotencyKey
+        self.dedupeWindowSec = dedupeWindowSec
+        self.lane = lane
+        self.sessionKey = sessionKey
+        self.regionAffinity = regionAffinity
+        self.priority = priority
+        self.stages = stages
+        self.queueTimeoutSec = queueTimeoutSec
+        self.execTimeoutSec = execTimeoutSec
+        self.leaseTTLSec = leaseTTLSec
+        self.ttlSec = ttlSec
+        self.retry = retry
+        self.artifactURI = artifactURI
+        self.payload = payload
+    }
+
+    /// The execution timeout of stage `index`.
+    public func timeout(ofStage index: Int) -> Int {
+        stages[index].timeoutSec ?? execTimeoutSec
+    }
+}
+
+/// Defaults applied to envelope fields that are absent. Configurable per deployment
+/// (`defaults:` in baton.yaml); the built-in values are documented in the README.
+public struct JobDefaults: Sendable, Hashable {
+    public var lane = "main"
+    public var dedupeWindowSec = 3600
+    public var queueTimeoutSec: Int? = nil
+    public var execTimeoutSec = 3600
+    public var leaseTTLSec = 60
+    public var ttlSec = 86_400
+    public var retry = RetryPolicy.standard
+
+    public init() {}
+
+    public static let standard = JobDefaults()
+}

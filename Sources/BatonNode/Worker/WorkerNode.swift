@@ -1,0 +1,284 @@
+import BatonCore
+import BatonStore
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// A worker node: claims jobs up to its capacity, runs their stages, renews their leases and
+/// takes back the work of lost nodes. Runs as a `Service`; on graceful shutdown it stops
+/// claiming, lets in-flight jobs finish within the drain timeout, then stops the rest and
+/// releases their leases (never marking them failed).
+public final class WorkerNode: Service, Sendable {
+    public let options: WorkerOptions
+    let store: any JobStore
+    let completions: CompletionBatcher
+    let executors: ExecutorRegistry
+    let logger: Logger
+    let state = Mutex(State())
+    /// Wakes the claim loop when a slot frees or shutdown begins.
+    let wake = WorkSignal()
+    /// Wakes the drain when the last job finishes.
+    let idle = WorkSignal()
+
+    struct Active: Sendable {
+        var lease: Lease
+        let abort: AbortSignal
+        var nextHeartbeat: ContinuousClock.Instant
+        /// The lease's expiry as last confirmed by the store, on this process's clock.
+        var confirmedUntil: ContinuousClock.Instant
+    }
+
+    struct State: Sendable {
+        var active: [String: Active] = [:]
+        var draining = false
+        var stopped = false
+        var completed = 0
+    }
+
+    public init(store: any JobStore, options: WorkerOptions, executors: ExecutorRegistry = .standard,
+                logger: Logger = Logger(label: "baton.worker")) {
+        self.store = store
+        self.completions = CompletionBatcher(store: store)
+        self.options = options
+        self.executors = executors
+        var logger = logger
+        logger[metadataKey: "node.id"] = .string(options.nodeID)
+        self.logger = logger
+    }
+
+    /// Jobs this node has seen through to success since it started.
+    public var succeededCount: Int { state.withLock { $0.completed } }
+
+    /// Jobs running on this node now.
+    public var inFlight: Int { state.withLock { $0.active.count } }
+
+    /// Begins a graceful stop (what SIGTERM does through the service group).
+    public func beginDrain() {
+        state.withLock { $0.draining = true }
+        wake.notify()
+    }
+
+    public func run() async throws {
+        logger.info("worker started", metadata: ["capacity": .stringConvertible(options.capacity),
+                                                 "region": .string(options.region ?? "-")])
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.heartbeatLoop() }
+            group.addTask { await self.rescueLoop() }
+            await withGracefulShutdownHandler {
+                await self.claimLoop(group: &group)
+            } onGracefulShutdown: {
+                self.beginDrain()
+            }
+            await self.drain()
+            self.state.withLock { $0.stopped = true }
+            self.wake.notify()
+        }
+        logger.info("worker stopped")
+    }
+
+    // MARK: Claiming
+
+    private func claimLoop(group: inout DiscardingTaskGroup) async {
+        var storeErrors = 0
+        while true {
+            let (running, draining) = state.withLock { ($0.active.count, $0.draining) }
+            if draining || Task.isCancelled { return }
+            let slots = options.capacity - running
+            // While jobs are running, wait for a few slots to free up so that one claim
+            // fetches several jobs instead of one transaction per finished job.
+            if slots <= 0 || (running > 0 && slots < max(1, options.capacity / 4)) {
+                await wake.wait(upTo: options.pollIntervalSec)
+                continue
+            }
+            let leases: [Lease]
+            do {
+                leases = try await store.claim(ClaimRequest(nodeID: options.nodeID, region: options.region,
+                                                            tags: options.tags, limit: slots))
+                storeErrors = 0
+            } catch {
+                storeErrors += 1
+                let delay = min(5, 0.1 * pow(2, Double(min(storeErrors, 6))))
+                logger.warning("claim failed; retrying", metadata: ["error": "\(error)", "retry_in_sec": "\(delay)"])
+                await wake.wait(upTo: delay)
+                continue
+            }
+            for lease in leases {
+                let active = Active(lease: lease, abort: AbortSignal(),
+                                    nextHeartbeat: .now + .milliseconds(Int64(Lifecycle.heartbeatInterval(leaseTTLSec: lease.spec.leaseTTLSec) * 1000)),
+                                    confirmedUntil: .now + .seconds(lease.spec.leaseTTLSec))
+                state.withLock { $0.active[lease.jobID] = active }
+                group.addTask { await self.runJob(lease, abort: active.abort) }
+            }
+            if leases.count < slots {
+                await store.waitForWork(upTo: options.pollIntervalSec)
+            }
+        }
+    }
+
+    // MARK: Running one job
+
+    private func runJob(_ initial: Lease, abort: AbortSignal) async {
+        var lease = initial
+        defer {
+            let remaining = state.withLock { state -> Int in
+                state.active[initial.jobID] = nil
+                return state.active.count
+            }
+            wake.notify()
+            if remaining == 0 { idle.notify() }
+        }
+        while true {
+            var log = logger
+            log[metadataKey: "job.id"] = .string(lease.jobID)
+            log[metadataKey: "job.stage"] = .string(lease.stage.name)
+            log[metadataKey: "lane"] = .string(lease.spec.lane)
+            log.debug("stage started", metadata: ["attempt": .stringConvertible(lease.attempt)])
+            let context = StageContext(lease: lease, abort: abort, logDirectory: options.logDirectory,
+                                       captureBytes: options.captureBytes, killGraceSec: options.killGraceSec)
+            let result = await executors.executor(for: lease.stage.run).execute(context)
+            let current = lease
+            switch result {
+            case .succeeded(let report):
+                let completion = await withStoreRetry(current, log) {
+                    try await self.completions.complete(Completion(lease: current, report: report))
+                }
+                switch completion {
+                case .nextStage(let next)?:
+                    lease = next
+                    state.withLock { $0.active[lease.jobID]?.lease = next }
+                    continue
+                case .succeeded?:
+                    state.withLock { $0.completed += 1 }
+                    log.debug("job succeeded")
+                case .refused(let error)?:
+                    log.warning("completion refused: the lease is stale", metadata: ["reason": .string(error.message)])
+                case nil:
+                    log.error("completion not recorded: the store stayed unreachable until the lease ran out")
+                }
+            case .failed(let failure, let report):
+                log.info("stage failed", metadata: ["class": .string(failure.errorClass.rawValue),
+                                                   "reason": .string(failure.reason), "message": .string(failure.message)])
+                let decision = await withStoreRetry(current, log) {
+                    try await self.store.fail(current, failure: failure, report: report)
+                }
+                if let decision { log.info("failure recorded", metadata: ["decision": "\(decision)"]) }
+            case .aborted(let reason, _):
+                switch reason {
+                case .shutdown:
+                    _ = await withStoreRetry(current, log) { try await self.store.release(current, reason: "shutdown") }
+                    log.notice("lease released at shutdown; the job will run again without losing an attempt")
+                case .leaseLost(let why):
+                    log.warning("stage stopped: lease lost", metadata: ["reason": .string(why)])
+                case .cancelled(let why):
+                    log.notice("stage stopped: job cancelled", metadata: ["reason": .string(why)])
+                }
+            }
+            return
+        }
+    }
+
+    /// Retries a store write through transient store failures for as long as the lease may
+    /// still be valid. A stale-lease refusal is final and logged. Returns nil when it gave up.
+    private func withStoreRetry<T: Sendable>(_ lease: Lease, _ log: Logger,
+                                             _ body: @Sendable () async throws -> T) async -> T? {
+        var delay = 0.05
+        while true {
+            do {
+                return try await body()
+            } catch let error as BatonError where error.code == .staleLease || error.code == .notFound || error.code == .invalidState {
+                log.warning("write refused", metadata: ["reason": .string(error.message)])
+                return nil
+            } catch {
+                let until = state.withLock { $0.active[lease.jobID]?.confirmedUntil } ?? .now
+                if ContinuousClock.now >= until {
+                    log.error("store write failed and the lease ran out", metadata: ["error": "\(error)"])
+                    return nil
+                }
+                log.warning("store write failed; retrying", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
+                delay = min(2, delay * 2)
+            }
+        }
+    }
+
+    // MARK: Heartbeats
+
+    private func heartbeatLoop() async {
+        while !state.withLock({ $0.stopped }) {
+            let now = ContinuousClock.now
+            let due = state.withLock { state in state.active.values.filter { $0.nextHeartbeat <= now } }
+            // A lease this node could not renew in time may already run elsewhere: stop the work.
+            for job in due where job.confirmedUntil <= now {
+                job.abort.trigger(.leaseLost("lease ran out before a heartbeat reached the store"))
+            }
+            let renewable = due.filter { $0.confirmedUntil > now }
+            if !renewable.isEmpty {
+                do {
+                    let results = try await store.heartbeat(renewable.map(\.lease))
+                    for (job, result) in zip(renewable, results) {
+                        switch result {
+                        case .extended:
+                            let interval = Lifecycle.heartbeatInterval(leaseTTLSec: job.lease.spec.leaseTTLSec)
+                            state.withLock {
+                                $0.active[job.lease.jobID]?.nextHeartbeat = now + .milliseconds(Int64(interval * 1000))
+                                $0.active[job.lease.jobID]?.confirmedUntil = now + .seconds(job.lease.spec.leaseTTLSec)
+                            }
+                        case .lost(let reason):
+                            let abort: AbortReason = reason.contains("cancelled") ? .cancelled(reason) : .leaseLost(reason)
+                            job.abort.trigger(abort)
+                        }
+                    }
+                } catch {
+                    logger.warning("heartbeat failed", metadata: ["error": "\(error)", "leases": .stringConvertible(renewable.count)])
+                    state.withLock { state in
+                        for job in renewable { state.active[job.lease.jobID]?.nextHeartbeat = now + .milliseconds(250) }
+                    }
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    // MARK: Rescue
+
+    private func rescueLoop() async {
+        while true {
+            let (draining, stopped) = state.withLock { ($0.draining, $0.stopped) }
+            if draining || stopped { return }
+            do {
+                let report = try await store.rescue()
+                if !report.isEmpty {
+                    logger.notice("rescued work", metadata: [
+                        "requeued": .stringConvertible(report.requeued.count),
+                        "dead_lettered": .stringConvertible(report.deadLettered.count),
+                        "expired": .stringConvertible(report.expired.count),
+                    ])
+                }
+            } catch {
+                logger.warning("rescue failed", metadata: ["error": "\(error)"])
+            }
+            await wake.wait(upTo: options.rescueIntervalSec)
+        }
+    }
+
+    // MARK: Draining
+
+    private func drain() async {
+        let deadline = ContinuousClock.now + .milliseconds(Int64(options.drainTimeoutSec * 1000))
+        let count = state.withLock { $0.active.count }
+        guard count > 0 else { return }
+        logger.notice("draining", metadata: ["in_flight": .stringConvertible(count),
+                                            "drain_timeout_sec": .stringConvertible(options.drainTimeoutSec)])
+        while state.withLock({ !$0.active.isEmpty }) && ContinuousClock.now < deadline {
+            let left = deadline - ContinuousClock.now
+            let seconds = Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18
+            await idle.wait(upTo: min(0.2, max(0.001, seconds)))
+        }
+        let remaining = state.withLock { Array($0.active.values) }
+        if !remaining.isEmpty {
+            logger.notice("drain timeout passed; releasing unfinished leases", metadata: ["jobs": .stringConvertible(remaining.count)])
+            for job in remaining { job.abort.trigger(.shutdown) }
+        }
+    }
+}

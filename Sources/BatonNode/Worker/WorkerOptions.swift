@@ -1,0 +1,35 @@
+import BatonCore
+
+/// How one worker node behaves. Built from `NodeSettings` and `LogSettings` in baton.yaml.
+public struct WorkerOptions: Sendable {
+    public var nodeID: String
+    public var region: String?
+    public var tags: [String]
+    /// Jobs this node runs at once.
+    public var capacity: Int
+    /// How long an idle node waits before asking the store again (push wake-ups come sooner).
+    public var pollIntervalSec: Double
+    /// On SIGTERM/SIGINT: how long in-flight jobs may run on before their leases are released.
+    public var drainTimeoutSec: Double
+    /// How often this node looks for expired leases and overdue jobs.
+    public var rescueIntervalSec: Double
+    public var logDirectory: String
+    public var captureBytes: Int
+    /// Grace between SIGTERM and SIGKILL when a shell stage is stopped.
+    public var killGraceSec: Double
+
+    public init(nodeID: String, region: String? = nil, tags: [String] = [], capacity: Int = 4,
+                pollIntervalSec: Double = 0.25, drainTimeoutSec: Double = 30, rescueIntervalSec: Double = 2,
+                logDirectory: String = "./baton-logs", captureBytes: Int = 16_384, killGraceSec: Double = 2) {
+        self.nodeID = nodeID
+        self.region = region
+        self.tags = tags
+        self.capacity = capacity
+        self.pollIntervalSec = pollIntervalSec
+        self.drainTimeoutSec = drainTimeoutSec
+        self.rescueIntervalSec = rescueIntervalSec
+        self.logDirectory = logDirectory
+        self.captureBytes = captureBytes
+        self.killGraceSec = killGraceSec
+    }
+}

@@ -1,0 +1,106 @@
+import GRDB
+
+/// One numbered step of the SQLite schema. Steps are applied in order, once, at start-up.
+protocol SQLiteMigration {
+    static var version: Int { get }
+    static func apply(_ db: Database) throws
+}
+
+/// Applies pending migrations under an immediate transaction, so several processes opening the
+/// same file at once apply each step exactly once. The applied version is `PRAGMA user_version`.
+enum SQLiteSchema {
+    static var migrations: [any SQLiteMigration.Type] { [Migration0001Initial.self] }
+
+    static func migrate(_ db: Database) throws {
+        try db.inTransaction(.immediate) {
+            let current = try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0
+            for migration in migrations where migration.version > current {
+                try migration.apply(db)
+                try db.execute(sql: "PRAGMA user_version = \(migration.version)")
+            }
+            return .commit
+        }
+    }
+}
+
+enum Migration0001Initial: SQLiteMigration {
+    static let version = 1
+
+    static func apply(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE jobs (
+                id TEXT PRIMARY KEY NOT NULL,
+                state TEXT NOT NULL,
+                lane TEXT NOT NULL,
+                session_key TEXT,
+                region_affinity TEXT,
+                priority INTEGER NOT NULL,
+                idempotency_key TEXT,
+                spec TEXT NOT NULL,
+                stage_index INTEGER NOT NULL DEFAULT 0,
+                stage_count INTEGER NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                fence INTEGER NOT NULL DEFAULT 0,
+                ever_claimed INTEGER NOT NULL DEFAULT 0,
+                enqueued_at INTEGER NOT NULL,
+                deadline_base INTEGER NOT NULL,
+                claim_deadline INTEGER NOT NULL,
+                run_at INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL,
+                lease_node TEXT,
+                lease_expires_at INTEGER,
+                retry_count INTEGER NOT NULL DEFAULT 0,
+                cumulative_backoff_ms INTEGER NOT NULL DEFAULT 0,
+                last_error_class TEXT,
+                last_reason TEXT,
+                last_message TEXT,
+                finished_at INTEGER
+            );
+            CREATE INDEX jobs_ready ON jobs(priority DESC, run_at, id) WHERE state IN ('queued', 'retry_wait');
+            CREATE INDEX jobs_deadline ON jobs(claim_deadline) WHERE state IN ('queued', 'retry_wait');
+            CREATE INDEX jobs_lease ON jobs(lease_expires_at) WHERE state = 'running';
+            CREATE INDEX jobs_state ON jobs(state, id);
+            CREATE INDEX jobs_lane ON jobs(lane, id);
+
+            CREATE TABLE idempotency_keys (
+                key TEXT PRIMARY KEY NOT NULL,
+                job_id TEXT NOT NULL,
+                expires_at INTEGER NOT NULL
+            );
+            CREATE INDEX idempotency_expiry ON idempotency_keys(expires_at);
+
+            CREATE TABLE attempts (
+                job_id TEXT NOT NULL,
+                fence INTEGER NOT NULL,
+                stage_index INTEGER NOT NULL,
+                attempt INTEGER NOT NULL,
+                stage_name TEXT NOT NULL,
+                node_id TEXT NOT NULL,
+                started_at INTEGER NOT NULL,
+                finished_at INTEGER,
+                outcome TEXT NOT NULL,
+                error_class TEXT,
+                reason TEXT,
+                message TEXT,
+                exit_code INTEGER,
+                stdout TEXT,
+                stderr TEXT,
+                log_path TEXT,
+                PRIMARY KEY (job_id, fence, stage_index)
+            );
+
+            CREATE TABLE events (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                job_id TEXT NOT NULL,
+                at INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                node_id TEXT,
+                stage TEXT,
+                attempt INTEGER,
+                fence INTEGER,
+                detail TEXT
+            );
+            CREATE INDEX events_job ON events(job_id, seq);
+            """)
+    }
+}

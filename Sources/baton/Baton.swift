@@ -1,0 +1,8 @@
+import BatonCLI
+
+@main
+struct BatonMain {
+    static func main() async {
+        await BatonCommand.main()
+    }
+}

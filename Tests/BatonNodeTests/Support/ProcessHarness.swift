@@ -1,0 +1,143 @@
+import BatonCore
+import BatonSQLite
+import BatonStore
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A scratch directory with one SQLite store, and real `baton` processes started against it.
+final class ProcessHarness: @unchecked Sendable {
+    // @unchecked: `workers` is only touched from the test's own task.
+    let directory: URL
+    let dbPath: String
+    let store: SQLiteJobStore
+    private var workers: [Process] = []
+
+    init(name: String = #function) async throws {
+        directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("baton-\(name.prefix(24).filter(\.isLetter))-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        dbPath = directory.appendingPathComponent("baton.db").path
+        store = try SQLiteJobStore(path: dbPath)
+        try await store.migrate()
+    }
+
+    /// The `baton` executable: $BATON_BIN (set by scripts/test) or the debug build folder.
+    static var binary: String {
+        if let path = ProcessInfo.processInfo.environment["BATON_BIN"], !path.isEmpty { return path }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent()
+        for candidate in [".build/debug/baton", ".build/x86_64-unknown-linux-gnu/debug/baton", ".build/arm64-apple-macosx/debug/baton"] {
+            let path = root.appendingPathComponent(candidate).path
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return root.appendingPathComponent(".build/debug/baton").path
+    }
+
+    /// Writes a config file for a node and returns its path.
+    func config(node: String, capacity: Int = 1, drainTimeoutSec: Double = 30, extra: String = "") throws -> String {
+        let path = directory.appendingPathComponent("\(node).yaml").path
+        let yaml = """
+            store: sqlite:\(dbPath)
+            node:
+              id: \(node)
+              capacity: \(capacity)
+              poll_interval_ms: 50
+              rescue_interval_sec: 0.25
+              drain_timeout_sec: \(drainTimeoutSec)
+            logs:
+              dir: \(directory.appendingPathComponent("logs").path)
+              level: debug
+            \(extra)
+            """
+        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// Starts `baton worker` for `node`. Its output goes to NODE.log in the scratch directory.
+    @discardableResult
+    func startWorker(_ node: String, capacity: Int = 1, drainTimeoutSec: Double = 30) throws -> Process {
+        let configPath = try config(node: node, capacity: capacity, drainTimeoutSec: drainTimeoutSec)
+        return try run(["worker", "--config", configPath], log: "\(node).log", wait: false)
+    }
+
+    /// Runs `baton ARGS` and, with `wait`, waits for it to exit.
+    @discardableResult
+    func run(_ arguments: [String], log: String? = nil, stdin: Data? = nil, wait: Bool = true) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = arguments
+        process.currentDirectoryURL = directory
+        let logURL = directory.appendingPathComponent(log ?? "cli-\(UUID().uuidString.prefix(6)).log")
+        FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: logURL)
+        process.standardOutput = handle
+        process.standardError = handle
+        if let stdin {
+            let pipe = Pipe()
+            process.standardInput = pipe
+            try process.run()
+            pipe.fileHandleForWriting.write(stdin)
+            try pipe.fileHandleForWriting.close()
+        } else {
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+        }
+        if wait { process.waitUntilExit() } else { workers.append(process) }
+        return process
+    }
+
+    /// Runs `baton ARGS` and returns its exit status and combined output.
+    func cli(_ arguments: [String], stdin: Data? = nil) throws -> (status: Int32, output: String) {
+        let log = "cli-\(UUID().uuidString.prefix(8)).log"
+        let process = try run(arguments, log: log, stdin: stdin)
+        let output = (try? String(contentsOf: directory.appendingPathComponent(log), encoding: .utf8)) ?? ""
+        return (process.terminationStatus, output)
+    }
+
+    func log(of node: String) -> String {
+        (try? String(contentsOf: directory.appendingPathComponent("\(node).log"), encoding: .utf8)) ?? ""
+    }
+
+    func signal(_ process: Process, _ signal: Int32) {
+        kill(process.processIdentifier, signal)
+    }
+
+    /// Polls `condition` every 50 ms until it holds or `timeout` passes.
+    func waitUntil(timeout: Double, _ what: String, _ condition: () async throws -> Bool) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("timed out after \(timeout) s waiting for: \(what)")
+        throw CancellationError()
+    }
+
+    func waitForExit(_ process: Process, timeout: Double) async throws {
+        try await waitUntil(timeout: timeout, "process \(process.processIdentifier) to exit") { !process.isRunning }
+    }
+
+    /// Stops every worker still running (SIGKILL) and removes the scratch directory.
+    func shutdown() async {
+        for worker in workers where worker.isRunning {
+            kill(worker.processIdentifier, SIGCONT)
+            kill(worker.processIdentifier, SIGKILL)
+            worker.waitUntilExit()
+        }
+        try? await store.close()
+        if ProcessInfo.processInfo.environment["BATON_KEEP_TEST_DIRS"] == nil {
+            try? FileManager.default.removeItem(at: directory)
+        }
+    }
+}
+
+func sleepJob(_ seconds: Double, leaseTTL: Int = 2, maxAttempts: Int = 5, stages: Int = 1) -> JobSpec {
+    JobSpec(id: JobID.make(), stages: (1...stages).map { StageSpec(name: "s\($0)", run: .sleep(seconds)) },
+            leaseTTLSec: leaseTTL, retry: RetryPolicy(maxAttempts: maxAttempts, initialSec: 0.1, maxSec: 1, jitter: 0))
+}
