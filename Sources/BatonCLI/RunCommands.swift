@@ -5,6 +5,7 @@ import BatonStore
 import Foundation
 import Logging
 import ServiceLifecycle
+import UnixSignals
 
 /// Builds and runs a worker node until SIGTERM/SIGINT.
 enum NodeRunner {

@@ -2,6 +2,7 @@ import BatonCore
 import BatonNode
 import BatonSQLite
 import BatonStore
+import Foundation
 
 /// Opens the store named in the configuration and applies pending migrations.
 enum StoreOpener {

@@ -110,7 +110,7 @@ extension SQLiteJobStore {
 
     public func redriveAll() async throws -> [String] {
         let ids = try await write { db, now in
-            let ids = try String.fetchAll(db, sql: "SELECT id FROM jobs WHERE state IN ('dead', 'expired') ORDER BY id")
+            let ids = try String.fetchAll(db, sql: "SELECT id FROM jobs WHERE state IN ('dead', 'expired') ORDER BY finished_at, seq")
             for id in ids { try Self.redrive(db, jobID: id, now: now) }
             return ids
         }
@@ -169,7 +169,7 @@ extension SQLiteJobStore {
             }
             let whereClause = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
             _ = arguments.append(contentsOf: [max(0, filter.limit)])
-            return try Row.fetchAll(db, sql: "SELECT * FROM jobs \(whereClause) ORDER BY id DESC LIMIT ?", arguments: arguments)
+            return try Row.fetchAll(db, sql: "SELECT * FROM jobs \(whereClause) ORDER BY enqueued_at DESC, seq DESC LIMIT ?", arguments: arguments)
                 .map(Self.job(from:))
         }
     }

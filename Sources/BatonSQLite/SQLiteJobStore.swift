@@ -143,7 +143,7 @@ public final class SQLiteJobStore: JobStore {
                 SELECT id, spec, attempts, fence, stage_index, run_at, deadline_base FROM jobs INDEXED BY jobs_ready
                 WHERE state IN ('queued', 'retry_wait') AND run_at <= ? AND claim_deadline > ?
                   AND (region_affinity IS NULL OR region_affinity = ?)
-                ORDER BY priority DESC, run_at, id LIMIT ?
+                ORDER BY priority DESC, run_at, seq LIMIT ?
                 """), arguments: [now, now, request.region, request.limit])
             var leases: [Lease] = []
             leases.reserveCapacity(rows.count)

@@ -29,7 +29,8 @@ enum Migration0001Initial: SQLiteMigration {
     static func apply(_ db: Database) throws {
         try db.execute(sql: """
             CREATE TABLE jobs (
-                id TEXT PRIMARY KEY NOT NULL,
+                seq INTEGER PRIMARY KEY,
+                id TEXT NOT NULL UNIQUE,
                 state TEXT NOT NULL,
                 lane TEXT NOT NULL,
                 session_key TEXT,
@@ -56,11 +57,12 @@ enum Migration0001Initial: SQLiteMigration {
                 last_message TEXT,
                 finished_at INTEGER
             );
-            CREATE INDEX jobs_ready ON jobs(priority DESC, run_at, id) WHERE state IN ('queued', 'retry_wait');
+            CREATE INDEX jobs_ready ON jobs(priority DESC, run_at, seq) WHERE state IN ('queued', 'retry_wait');
             CREATE INDEX jobs_deadline ON jobs(claim_deadline) WHERE state IN ('queued', 'retry_wait');
             CREATE INDEX jobs_lease ON jobs(lease_expires_at) WHERE state = 'running';
-            CREATE INDEX jobs_state ON jobs(state, id);
-            CREATE INDEX jobs_lane ON jobs(lane, id);
+            CREATE INDEX jobs_state ON jobs(state, enqueued_at, seq);
+            CREATE INDEX jobs_lane ON jobs(lane, enqueued_at, seq);
+            CREATE INDEX jobs_enqueued ON jobs(enqueued_at, seq);
 
             CREATE TABLE idempotency_keys (
                 key TEXT PRIMARY KEY NOT NULL,

@@ -1,4 +1,5 @@
 import BatonCore
+import BatonSQLite
 import BatonStore
 import Foundation
 import Testing
@@ -91,7 +92,7 @@ struct CLITests {
         let list = try h.cli(["dlq", "list", "--db", h.dbPath])
         #expect(list.output.contains("flaky-1"))
         #expect(list.output.contains("exit_code"))
-        FileManager.default.createFile(atPath: marker, contents: nil)
+        _ = FileManager.default.createFile(atPath: marker, contents: nil)
         #expect(try h.cli(["dlq", "redrive", "--db", h.dbPath, "flaky-1"]).status == 0)
         try await h.waitUntil(timeout: 30, "the redriven job to succeed") {
             try await h.store.job(id: "flaky-1")?.state == .succeeded

@@ -74,7 +74,7 @@ final class ProcessHarness: @unchecked Sendable {
         process.arguments = arguments
         process.currentDirectoryURL = directory
         let logURL = directory.appendingPathComponent(log ?? "cli-\(UUID().uuidString.prefix(6)).log")
-        FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
         let handle = try FileHandle(forWritingTo: logURL)
         process.standardOutput = handle
         process.standardError = handle

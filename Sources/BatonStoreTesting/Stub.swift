@@ -1,2 +1,0 @@
-import Testing
-public func _probe() { #expect(1 == 1) }
