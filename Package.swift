@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "BatonCore", targets: ["BatonCore"]),
         .library(name: "BatonStore", targets: ["BatonStore"]),
         .library(name: "BatonSQLite", targets: ["BatonSQLite"]),
+        .library(name: "BatonPostgres", targets: ["BatonPostgres"]),
         .library(name: "BatonNode", targets: ["BatonNode"]),
         .library(name: "BatonStoreTesting", targets: ["BatonStoreTesting"]),
     ],
@@ -29,6 +30,8 @@ let package = Package(
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // Pure: envelope, validation, lifecycle state machine, retry maths, clock. No I/O.
@@ -51,6 +54,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Multi-node engine: PostgreSQL through postgres-nio (pooled client, LISTEN/NOTIFY).
+        .target(
+            name: "BatonPostgres",
+            dependencies: [
+                "BatonCore", "BatonStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The conformance suite that every engine must pass (imported by test targets).
         .target(
             name: "BatonStoreTesting",
@@ -61,7 +75,7 @@ let package = Package(
         .target(
             name: "BatonNode",
             dependencies: [
-                "BatonCore", "BatonStore", "BatonSQLite",
+                "BatonCore", "BatonStore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
@@ -75,7 +89,7 @@ let package = Package(
         .target(
             name: "BatonCLI",
             dependencies: [
-                "BatonCore", "BatonStore", "BatonSQLite", "BatonNode",
+                "BatonCore", "BatonStore", "BatonSQLite", "BatonPostgres", "BatonNode",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -94,7 +108,7 @@ let package = Package(
         .executableTarget(
             name: "baton-bench",
             dependencies: [
-                "BatonCore", "BatonStore", "BatonSQLite", "BatonNode",
+                "BatonCore", "BatonStore", "BatonSQLite", "BatonPostgres", "BatonNode",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -107,7 +121,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BatonStoreTests",
-            dependencies: ["BatonCore", "BatonStore", "BatonSQLite", "BatonStoreTesting"],
+            dependencies: ["BatonCore", "BatonStore", "BatonSQLite", "BatonPostgres", "BatonStoreTesting"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -33,21 +33,23 @@ struct GlobalOptions: ParsableArguments {
     var logLevel: String?
 
     func loadConfig() throws(BatonError) -> BatonConfig {
-        var config = try ConfigLoader.resolve(path: self.config, environment: ProcessInfo.processInfo.environment)
-        if let db {
-            config = try ConfigLoader.load(yaml: "store: '\(db.replacingOccurrences(of: "'", with: "''"))'",
-                                           source: "--db", environment: [:]).withStore(of: config)
-        }
+        var environment = ProcessInfo.processInfo.environment
+        // --db wins over BATON_DB, so a BATON_DB it replaces is not validated either.
+        if db != nil { environment["BATON_DB"] = nil }
+        var config = try ConfigLoader.resolve(path: self.config, environment: environment)
+        if let db { try ConfigLoader.overrideStore(db, source: "--db", in: &config) }
         return config
     }
 }
 
-extension BatonConfig {
-    /// This configuration with the store taken from `self` and everything else from `other`.
-    func withStore(of other: BatonConfig) -> BatonConfig {
-        var merged = other
-        merged.store = store
-        return merged
+/// Opens the configured store. An error about the store names where its value was set
+/// (`--db`, `BATON_DB` or the file's `store`), not always `store`.
+func openStore(_ config: BatonConfig) async throws -> any JobStore {
+    do {
+        return try await StoreOpener.open(config)
+    } catch var error as BatonError where error.field == "store" {
+        error.field = config.storeSource
+        throw error
     }
 }
 
@@ -64,6 +66,7 @@ func reporting<T>(_ body: () async throws -> T) async throws -> T {
 func exitCode(for code: BatonError.Code) -> Int32 {
     switch code {
     case .invalidInput, .unsupportedSchema: 65
+    case .unreadableInput: 66
     case .storeUnavailable: 69
     case .internal: 70
     default: 1

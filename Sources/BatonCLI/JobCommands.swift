@@ -20,14 +20,13 @@ struct Submit: AsyncParsableCommand {
                 data = FileHandle.standardInput.readDataToEndOfFile()
             } else {
                 guard let contents = FileManager.default.contents(atPath: file) else {
-                    FileHandle.standardError.write(Data("error: \(file): cannot read the file\n".utf8))
-                    throw ExitCode(66)
+                    throw BatonError(.unreadableInput, field: file, "cannot read the file")
                 }
                 data = contents
             }
             // Everything is validated before anything is stored: a bad batch stores nothing.
             let specs = try EnvelopeReader(defaults: config.defaults).read(data)
-            let store = try await StoreOpener.open(config)
+            let store = try await openStore(config)
             let results = try await store.enqueue(specs)
             try await store.close()
             if json {
@@ -60,7 +59,7 @@ struct Jobs: AsyncParsableCommand {
             guard (1...100_000).contains(limit) else {
                 throw BatonError(.invalidInput, field: "--limit", "expected an integer from 1 to 100000, got \(limit)")
             }
-            let store = try await StoreOpener.open(try global.loadConfig())
+            let store = try await openStore(try global.loadConfig())
             let jobs = try await store.jobs(matching: JobFilter(states: states, lane: lane, limit: limit))
             try await store.close()
             if json { return printJSON(.array(jobs.map(\.json))) }
@@ -85,7 +84,7 @@ struct Show: AsyncParsableCommand {
 
     func run() async throws {
         try await reporting {
-            let store = try await StoreOpener.open(try global.loadConfig())
+            let store = try await openStore(try global.loadConfig())
             guard let detail = try await store.detail(id: job) else {
                 throw BatonError(.notFound, field: "job_id", "no job with id \"\(job)\"")
             }
@@ -158,7 +157,7 @@ struct Cancel: AsyncParsableCommand {
 
     func run() async throws {
         try await reporting {
-            let store = try await StoreOpener.open(try global.loadConfig())
+            let store = try await openStore(try global.loadConfig())
             let record = try await store.cancel(jobID: job, reason: reason)
             try await store.close()
             print("\(record.id)  cancelled")
@@ -179,7 +178,7 @@ struct DLQ: AsyncParsableCommand {
 
         func run() async throws {
             try await reporting {
-                let store = try await StoreOpener.open(try global.loadConfig())
+                let store = try await openStore(try global.loadConfig())
                 let jobs = try await store.jobs(matching: JobFilter(states: JobState.deadLetterStates, limit: limit))
                 try await store.close()
                 if json { return printJSON(.array(jobs.map(\.json))) }
@@ -208,7 +207,7 @@ struct DLQ: AsyncParsableCommand {
 
         func run() async throws {
             try await reporting {
-                let store = try await StoreOpener.open(try global.loadConfig())
+                let store = try await openStore(try global.loadConfig())
                 if let job {
                     let record = try await store.redrive(jobID: job)
                     print("\(record.id)  queued again at stage \(record.spec.stages[min(record.stageIndex, record.spec.stages.count - 1)].name)")
@@ -235,7 +234,7 @@ struct ConfigCommand: AsyncParsableCommand {
             try await reporting {
                 let config = try global.loadConfig()
                 let summary: [(String, String)] = [
-                    ("store", StoreOpener.redacted(config.store)),
+                    ("store", config.redactedStore),
                     ("node.id", config.node.id),
                     ("node.region", config.node.region ?? "-"),
                     ("node.tags", config.node.tags.joined(separator: ",")),

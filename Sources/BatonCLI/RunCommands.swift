@@ -12,7 +12,7 @@ enum NodeRunner {
     static func run(_ config: BatonConfig, banner: Bool, logLevel: String?) async throws {
         bootstrapLogging(logLevel ?? config.logs.level)
         let logger = Logger(label: "baton")
-        let store = try await StoreOpener.open(config)
+        let store = try await openStore(config)
         let node = config.node
         let worker = WorkerNode(
             store: store,
@@ -23,7 +23,7 @@ enum NodeRunner {
             logger: logger)
         if banner {
             logger.info("baton is up", metadata: [
-                "store": .string(StoreOpener.redacted(config.store)), "node.id": .string(node.id),
+                "store": .string(config.redactedStore), "node.id": .string(node.id),
                 "capacity": .stringConvertible(node.capacity),
                 "submit": "baton submit job.json", "list": "baton jobs",
             ])
@@ -66,7 +66,7 @@ struct Worker: AsyncParsableCommand {
             if let nodeID {
                 guard !nodeID.isEmpty, nodeID.count <= 64, nodeID.allSatisfy(Identifier.isAllowed) else {
                     throw BatonError(.invalidInput, field: "--node-id",
-                                     "expected letters, digits and - _ . : (at most 64), got \"\(nodeID)\"")
+                                     "expected letters, digits and - _ . : (at most 64), got \(JSONValue.string(nodeID).preview)")
                 }
                 config.node.id = nodeID
             }

@@ -1,5 +1,6 @@
 import BatonCore
 import BatonNode
+import BatonPostgres
 import BatonSQLite
 import BatonStore
 import Foundation
@@ -15,15 +16,23 @@ enum StoreOpener {
             try await store.migrate()
             return store
         }
-        throw BatonError(.invalidInput, field: "store",
-                         "the PostgreSQL engine is not part of this build yet; use sqlite:PATH (got \"\(redacted(config.store))\")")
-    }
-
-    /// The store URL without its password, for messages.
-    static func redacted(_ url: String) -> String {
-        guard let at = url.firstIndex(of: "@"), let scheme = url.range(of: "://") else { return url }
-        let credentials = url[scheme.upperBound..<at]
-        guard let colon = credentials.firstIndex(of: ":") else { return url }
-        return url.replacingCharacters(in: colon..<at, with: ":***")
+        if let url = config.postgresURL {
+            let store: PostgresJobStore
+            do {
+                store = try PostgresJobStore(url: url)
+            } catch var error as BatonError {
+                error.field = config.storeSource
+                throw error
+            }
+            do {
+                try await store.migrate()
+            } catch {
+                try? await store.close()
+                throw error
+            }
+            return store
+        }
+        throw BatonError(.invalidInput, field: config.storeSource,
+                         "expected sqlite:PATH or a postgres:// URL, got \"\(config.redactedStore)\"")
     }
 }

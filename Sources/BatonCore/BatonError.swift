@@ -9,6 +9,8 @@ public struct BatonError: Error, Sendable, Hashable, CustomStringConvertible {
 
         /// Input that does not validate: an envelope, a config file, a CLI argument.
         public static let invalidInput = Code(rawValue: "invalid_input")
+        /// An input file that cannot be read: missing, a directory, or not readable.
+        public static let unreadableInput = Code(rawValue: "unreadable_input")
         /// An envelope written for a newer Baton than this one.
         public static let unsupportedSchema = Code(rawValue: "unsupported_schema")
         /// The job (or another named object) does not exist.

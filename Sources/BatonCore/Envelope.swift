@@ -63,10 +63,11 @@ public struct EnvelopeReader: Sendable {
     public func read(_ value: JSONValue, path: String = "", now: Date = Date()) throws(BatonError) -> JobSpec {
         // The schema version is checked before anything else: a newer envelope may use fields
         // this Baton does not know, and must be refused as newer, not as malformed.
-        if case .object(let fields) = value, let version = fields["schema_version"] {
+        // An explicit null counts as absent (version 1), as it does for every optional field.
+        if case .object(let fields) = value, let version = fields["schema_version"], version != .null {
             guard case .int(let v) = version, v >= 1 else {
                 throw BatonError(.invalidInput, field: join(path, "schema_version"),
-                                 "expected the integer 1, got \(version.kindName) \(version.preview)")
+                                 "expected the integer 1, got \(version.summary)")
             }
             guard v <= JobSpec.schemaVersion else {
                 throw BatonError(.unsupportedSchema, field: join(path, "schema_version"),
@@ -135,7 +136,7 @@ public struct EnvelopeReader: Sendable {
         for (index, code) in codes.enumerated() {
             guard case .int(let c) = code, (1...255).contains(c) else {
                 throw BatonError(.invalidInput, field: "\(r.field("transient_exit_codes"))[\(index)]",
-                                 "expected an exit code from 1 to 255, got \(code.kindName) \(code.preview)")
+                                 "expected an exit code from 1 to 255, got \(code.summary)")
             }
             transient.append(Int32(c))
         }

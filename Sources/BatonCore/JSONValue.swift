@@ -11,7 +11,8 @@ public enum JSONValue: Sendable, Hashable {
     case array([JSONValue])
     case object([String: JSONValue])
 
-    /// A short rendering of the value for error messages (never the whole of a large value).
+    /// A short rendering of the value for error messages (never the whole of a large value):
+    /// the value itself for scalars, a size for arrays and objects.
     public var preview: String {
         let text: String
         switch self {
@@ -20,8 +21,8 @@ public enum JSONValue: Sendable, Hashable {
         case .int(let i): text = String(i)
         case .double(let d): text = String(d)
         case .string(let s): text = "\"\(s)\""
-        case .array(let a): text = "an array of \(a.count)"
-        case .object(let o): text = "an object with \(o.count) keys"
+        case .array(let a): text = a.isEmpty ? "an empty array" : "an array of \(Self.count(a.count, "item"))"
+        case .object(let o): text = o.isEmpty ? "an empty object" : "an object with \(Self.count(o.count, "key"))"
         }
         return text.count > 60 ? String(text.prefix(57)) + "..." : text
     }
@@ -36,6 +37,51 @@ public enum JSONValue: Sendable, Hashable {
         case .string: "a string"
         case .array: "an array"
         case .object: "an object"
+        }
+    }
+
+    /// The value as an error message names it after "got": the kind once, then the bounded
+    /// preview (`an integer -2`, `a string "fast"`, `an array of 3 items`, `null`).
+    public var summary: String {
+        switch self {
+        case .null, .array, .object: preview
+        case .string(let s) where s.isEmpty: "an empty string"
+        default: "\(kindName) \(preview)"
+        }
+    }
+
+    private static func count(_ n: Int, _ noun: String) -> String { n == 1 ? "1 \(noun)" : "\(n) \(noun)s" }
+}
+
+/// JSON has one kind of number: `2` and `2.0` are the same value. JSONEncoder writes a whole
+/// `Double` without its fraction and the decoder reads it back as an integer, so numbers
+/// compare (and hash) by value, and a stored payload equals the one that was submitted.
+extension JSONValue {
+    public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
+        switch (lhs, rhs) {
+        case (.null, .null): true
+        case (.bool(let a), .bool(let b)): a == b
+        case (.int(let a), .int(let b)): a == b
+        case (.double(let a), .double(let b)): a == b
+        case (.int(let i), .double(let d)), (.double(let d), .int(let i)): Int64(exactly: d) == i
+        case (.string(let a), .string(let b)): a == b
+        case (.array(let a), .array(let b)): a == b
+        case (.object(let a), .object(let b)): a == b
+        default: false
+        }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        switch self {
+        case .null: hasher.combine(0)
+        case .bool(let b): hasher.combine(1); hasher.combine(b)
+        case .int(let i): hasher.combine(2); hasher.combine(i)
+        case .double(let d):
+            // A whole double hashes as the integer it equals.
+            if let i = Int64(exactly: d) { hasher.combine(2); hasher.combine(i) } else { hasher.combine(3); hasher.combine(d) }
+        case .string(let s): hasher.combine(4); hasher.combine(s)
+        case .array(let a): hasher.combine(5); hasher.combine(a)
+        case .object(let o): hasher.combine(6); hasher.combine(o)
         }
     }
 }

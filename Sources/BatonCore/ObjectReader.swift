@@ -9,7 +9,7 @@ public struct ObjectReader: Sendable {
     public init(_ value: JSONValue, path: String, allowedKeys: [String]) throws(BatonError) {
         guard case .object(let object) = value else {
             throw BatonError(.invalidInput, field: path.isEmpty ? "(document)" : path,
-                             "expected an object, got \(value.kindName) \(value.preview)")
+                             "expected an object, got \(value.summary)")
         }
         self.path = path
         self.object = object
@@ -30,16 +30,22 @@ public struct ObjectReader: Sendable {
 
     public func has(_ key: String) -> Bool { value(key) != nil }
 
+    /// `what` names the expected value in errors; by default "a non-empty string" (or "a
+    /// string" when `nonEmpty` is false).
     public func string(_ key: String, maxLength: Int = 1024, nonEmpty: Bool = true,
-                       allowed: ((Character) -> Bool)? = nil, what: String = "a string") throws(BatonError) -> String? {
+                       allowed: ((Character) -> Bool)? = nil, what: String? = nil) throws(BatonError) -> String? {
         guard let value = value(key) else { return nil }
-        guard case .string(let s) = value else {
+        let what = what ?? (nonEmpty ? "a non-empty string" : "a string")
+        guard case .string(let s) = value, !(nonEmpty && s.isEmpty) else {
             throw invalid(key, value, "expected \(what)")
         }
-        if nonEmpty && s.isEmpty { throw invalid(key, value, "expected \(what), got an empty string") }
-        if s.utf8.count > maxLength { throw invalid(key, value, "expected at most \(maxLength) bytes, got \(s.utf8.count)") }
+        if s.utf8.count > maxLength {
+            throw BatonError(.invalidInput, field: field(key),
+                             "expected at most \(maxLength) bytes, got \(s.utf8.count) bytes (\(value.preview))")
+        }
         if let allowed, let bad = s.first(where: { !allowed($0) }) {
-            throw invalid(key, value, "expected \(what); character '\(bad)' is not allowed")
+            throw BatonError(.invalidInput, field: field(key),
+                             "expected \(what), got \(value.summary) (character '\(bad)' is not allowed)")
         }
         return s
     }
@@ -80,7 +86,7 @@ public struct ObjectReader: Sendable {
         guard let value = value(key) else { return nil }
         guard case .array(let items) = value else { throw invalid(key, value, "expected an array") }
         guard items.count <= maxCount else {
-            throw invalid(key, value, "expected at most \(maxCount) items, got \(items.count)")
+            throw invalid(key, value, "expected an array of at most \(maxCount) items")
         }
         return items
     }
@@ -91,7 +97,7 @@ public struct ObjectReader: Sendable {
         for (index, item) in items.enumerated() {
             guard case .string(let s) = item, !s.isEmpty else {
                 throw BatonError(.invalidInput, field: "\(field(key))[\(index)]",
-                                 "expected a non-empty string, got \(item.kindName) \(item.preview)")
+                                 "expected a non-empty string, got \(item.summary)")
             }
             result.append(s)
         }
@@ -101,20 +107,21 @@ public struct ObjectReader: Sendable {
     public func stringMap(_ key: String, maxCount: Int = 256) throws(BatonError) -> [String: String]? {
         guard let value = value(key) else { return nil }
         guard case .object(let entries) = value else { throw invalid(key, value, "expected an object of strings") }
-        guard entries.count <= maxCount else { throw invalid(key, value, "expected at most \(maxCount) entries") }
+        guard entries.count <= maxCount else { throw invalid(key, value, "expected an object with at most \(maxCount) keys") }
         var result: [String: String] = [:]
         for (name, item) in entries {
             guard case .string(let s) = item else {
                 throw BatonError(.invalidInput, field: "\(field(key)).\(name)",
-                                 "expected a string, got \(item.kindName) \(item.preview)")
+                                 "expected a string, got \(item.summary)")
             }
             result[name] = s
         }
         return result
     }
 
+    /// `key`'s error: the expectation, then the value found (`expected X, got an integer 3`).
     public func invalid(_ key: String, _ value: JSONValue, _ expectation: String) -> BatonError {
-        BatonError(.invalidInput, field: field(key), "\(expectation), got \(value.kindName) \(value.preview)")
+        BatonError(.invalidInput, field: field(key), "\(expectation), got \(value.summary)")
     }
 
     static func format(_ d: Double) -> String {

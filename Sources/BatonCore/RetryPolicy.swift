@@ -52,8 +52,14 @@ public struct RetryPolicy: Sendable, Hashable {
         policy.maxSec = try r.double("max_sec", in: 0.001...604_800) ?? defaults.maxSec
         policy.jitter = try r.double("jitter", in: 0...1) ?? defaults.jitter
         if policy.maxSec < policy.initialSec {
+            // Blame the field the user wrote: with max_sec left out, it is initial_sec that is too large.
+            guard r.has("max_sec") else {
+                throw BatonError(.invalidInput, field: r.field("initial_sec"),
+                                 "expected a value no larger than max_sec (\(ObjectReader.format(policy.maxSec)) by default), got \(ObjectReader.format(policy.initialSec))")
+            }
+            let initial = ObjectReader.format(policy.initialSec) + (r.has("initial_sec") ? "" : " by default")
             throw BatonError(.invalidInput, field: r.field("max_sec"),
-                             "expected a value no smaller than initial_sec (\(ObjectReader.format(policy.initialSec))), got \(ObjectReader.format(policy.maxSec))")
+                             "expected a value no smaller than initial_sec (\(initial)), got \(ObjectReader.format(policy.maxSec))")
         }
         return policy
     }

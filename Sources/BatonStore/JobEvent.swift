@@ -89,3 +89,11 @@ public struct JobEvent: Sendable, Hashable {
         return fields.compactMapValues { if case .string(let s) = $0 { s } else { nil } }
     }
 }
+
+extension Lease {
+    /// An event about this lease's current stage and attempt, written by its node.
+    public func event(_ kind: JobEvent.Kind, at: Date, detail: [String: String] = [:]) -> JobEvent {
+        JobEvent(jobID: jobID, at: at, kind: kind, nodeID: nodeID, stage: stage.name, attempt: attempt, fence: fence,
+                 detail: detail)
+    }
+}

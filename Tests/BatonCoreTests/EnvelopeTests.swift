@@ -103,6 +103,41 @@ private let fullSpec = JobSpec(
     #expect(spec.priority == 0)
 }
 
+@Test func nullSchemaVersionCountsAsAbsent() throws {
+    let spec = try readOne(envelope(#""job_id": "j1", "schema_version": null"#))
+    #expect(spec == (try readOne(envelope(#""job_id": "j1""#))))
+    guard case .object(var stored) = spec.envelope else {
+        Issue.record("envelope is not an object")
+        return
+    }
+    stored["schema_version"] = .null
+    #expect(try JobSpec.decode(JSONValue.object(stored).encoded()) == spec)
+}
+
+/// JSON has one kind of number: JSONEncoder writes 2.0 as 2, which reads back as an integer.
+@Test func wholeDoublesInThePayloadRoundTripAsEqualValues() throws {
+    let text = #"{"a": 2.0, "b": 2, "c": 1.5}"#
+    let payload = try JSONValue.parse(Data(text.utf8), what: "payload")
+    let submitted = JSONValue.object(["a": .double(2.0), "b": .int(2), "c": .double(1.5)])
+    #expect(try JSONValue.parse(submitted.encoded(), what: "payload") == submitted)
+    #expect(try JSONValue.parse(payload.encoded(), what: "payload") == payload)
+    #expect(payload == submitted)
+    #expect(Set([payload, submitted]).count == 1)
+
+    let spec = try readOne(envelope(#""payload": \#(text)"#))
+    #expect(spec.payload == submitted)
+    #expect(try JobSpec.decode(Data(spec.storedJSON().utf8)) == spec)
+    #expect(try readOne(spec.envelope.encoded()) == spec)
+}
+
+@Test func numbersCompareByValueNotByKind() {
+    #expect(JSONValue.int(2) == .double(2.0))
+    #expect(JSONValue.double(2.0).hashValue == JSONValue.int(2).hashValue)
+    #expect(JSONValue.int(2) != .double(2.5))
+    #expect(JSONValue.int(1) != .bool(true))
+    #expect(JSONValue.int(9_007_199_254_740_993) != .double(9_007_199_254_740_992))
+}
+
 @Test func customDefaultsFillAbsentFields() throws {
     var defaults = JobDefaults()
     defaults.lane = "batch"

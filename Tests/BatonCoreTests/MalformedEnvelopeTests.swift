@@ -53,9 +53,9 @@ private let malformedCases: [MalformedCase] = [
     MalformedCase("missing stages", Data(#"{"lane": "main"}"#.utf8),
                   field: "stages", mentions: "is required"),
     MalformedCase("stages as an object", envelope(stages: noopStage),
-                  field: "stages", mentions: "expected an array", "got an object"),
+                  field: "stages", mentions: "expected an array, got an object with 2 keys"),
     MalformedCase("too many stages", envelope(stages: tooManyStages),
-                  field: "stages", mentions: "at most 64 items, got 65"),
+                  field: "stages", mentions: "expected an array of at most 64 items, got an array of 65 items"),
     MalformedCase("stage without a name", envelope(stages: #"[{"run": {"noop": true}}]"#),
                   field: "stages[0].name", mentions: "is required"),
     MalformedCase("stage name with a space", envelope(stages: #"[{"name": "my stage", "run": {"noop": true}}]"#),
@@ -69,7 +69,7 @@ private let malformedCases: [MalformedCase] = [
     MalformedCase("noop run set to false", envelope(stages: #"[{"name": "a", "run": {"noop": false}}]"#),
                   field: "stages[0].run.noop", mentions: "expected true or {}", "got a boolean false"),
     MalformedCase("empty shell command", envelope(stages: #"[{"name": "a", "run": {"shell": ""}}]"#),
-                  field: "stages[0].run.shell", mentions: "got an empty string"),
+                  field: "stages[0].run.shell", mentions: "expected a command line, got an empty string"),
     MalformedCase("negative sleep", envelope(stages: #"[{"name": "a", "run": {"sleep": -1}}]"#),
                   field: "stages[0].run.sleep", mentions: "expected a number from 0 to 86400", "got an integer -1"),
     MalformedCase("duplicate stage names", envelope(stages: "[\(noopStage), \(noopStage)]"),
@@ -99,6 +99,12 @@ private let malformedCases: [MalformedCase] = [
                   field: "schema_version", mentions: "expected the integer 1, got an integer 0"),
     MalformedCase("schema_version as a string", envelope(#""schema_version": "1""#),
                   field: "schema_version", mentions: "expected the integer 1", #"got a string "1""#),
+    MalformedCase("schema_version as an array", envelope(#""schema_version": [1]"#),
+                  field: "schema_version", mentions: "expected the integer 1, got an array of 1 item"),
+    MalformedCase("lane as an object", envelope(#""lane": {}"#),
+                  field: "lane", mentions: "expected a lane name of letters, digits and - _ . :, got an empty object"),
+    MalformedCase("stage env as an array", envelope(stages: #"[{"name": "a", "run": {"noop": true}, "env": ["A", "B"]}]"#),
+                  field: "stages[0].env", mentions: "expected an object of strings, got an array of 2 items"),
     MalformedCase("not JSON at all", Data("stages: [build]".utf8),
                   field: "(document)", mentions: "is not valid JSON"),
     MalformedCase("truncated JSON", Data(#"{"stages": ["#.utf8),
@@ -106,9 +112,9 @@ private let malformedCases: [MalformedCase] = [
     MalformedCase("job_id with a space", envelope(#""job_id": "bad id""#),
                   field: "job_id", mentions: "character ' ' is not allowed", #"got a string "bad id""#),
     MalformedCase("job_id too long", envelope(#""job_id": "\#(String(repeating: "a", count: 129))""#),
-                  field: "job_id", mentions: "expected at most 128 bytes, got 129"),
+                  field: "job_id", mentions: #"expected at most 128 bytes, got 129 bytes ("aaaa"#),
     MalformedCase("empty idempotency_key", envelope(#""idempotency_key": """#),
-                  field: "idempotency_key", mentions: "got an empty string"),
+                  field: "idempotency_key", mentions: "expected a non-empty string, got an empty string"),
     MalformedCase("top-level value a number", Data("42".utf8),
                   field: "(document)", mentions: "expected an object, got an integer 42"),
     MalformedCase("top-level value a string", Data(#""job""#.utf8),
@@ -125,6 +131,11 @@ func malformedEnvelopeIsRefusedNamingFieldAndProblem(_ malformed: MalformedCase)
     for text in malformed.mentions {
         #expect(error.message.contains(text), "message was: \(error.message)")
     }
+    // Each thing is said once: one "got", and no word twice in a row ("null null").
+    let words = error.message.split(separator: " ")
+    #expect(words.filter { $0 == "got" }.count <= 1, "message was: \(error.message)")
+    #expect(!zip(words, words.dropFirst()).contains { $0 == $1 && $0.contains(where: \.isLetter) },
+            "message was: \(error.message)")
 }
 
 @Test func malformedCasesCoverAtLeastTwenty() {

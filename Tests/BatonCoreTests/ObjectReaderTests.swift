@@ -78,7 +78,7 @@ private let envelopeKeys = [
 @Test func nonObjectIsRefusedNamingItsKind() {
     let atRoot = #expect(throws: BatonError.self) { try ObjectReader(.array([]), path: "", allowedKeys: []) }
     #expect(atRoot?.field == "(document)")
-    #expect(atRoot?.message == "expected an object, got an array an array of 0")
+    #expect(atRoot?.message == "expected an object, got an empty array")
     let nested = #expect(throws: BatonError.self) { try ObjectReader(.string("x"), path: "retry", allowedKeys: []) }
     #expect(nested?.field == "retry")
 }
@@ -123,7 +123,7 @@ private let envelopeKeys = [
 @Test func stringLongerThanItsLimitIsRefusedInBytes() throws {
     let r = try ObjectReader(.object(["s": .string("ééé")]), path: "", allowedKeys: ["s"])
     let error = #expect(throws: BatonError.self) { try r.string("s", maxLength: 5) }
-    #expect(error?.message.contains("expected at most 5 bytes, got 6") == true)
+    #expect(error?.message == #"expected at most 5 bytes, got 6 bytes ("ééé")"#)
 }
 
 @Test func stringArrayErrorNamesTheIndex() throws {
@@ -137,12 +137,56 @@ private let envelopeKeys = [
     let r = try ObjectReader(.object(["env": .object(["HOME": .bool(false)])]), path: "", allowedKeys: ["env"])
     let error = #expect(throws: BatonError.self) { try r.stringMap("env") }
     #expect(error?.field == "env.HOME")
+    #expect(error?.message == "expected a string, got a boolean false")
+}
+
+@Test func stringMapWithTooManyEntriesIsRefused() throws {
+    let env = JSONValue.object(["A": .string("1"), "B": .string("2"), "C": .string("3")])
+    let r = try ObjectReader(.object(["env": env]), path: "", allowedKeys: ["env"])
+    let error = #expect(throws: BatonError.self) { try r.stringMap("env", maxCount: 2) }
+    #expect(error?.message == "expected an object with at most 2 keys, got an object with 3 keys")
+}
+
+@Test func emptyStringIsNamedOnce() throws {
+    let r = try ObjectReader(.object(["s": .string(""), "tags": .array([.string("")])]), path: "", allowedKeys: ["s", "tags"])
+    let plain = #expect(throws: BatonError.self) { try r.string("s") }
+    #expect(plain?.message == "expected a non-empty string, got an empty string")
+    let described = #expect(throws: BatonError.self) { try r.string("s", what: "a command line") }
+    #expect(described?.message == "expected a command line, got an empty string")
+    let item = #expect(throws: BatonError.self) { try r.stringArray("tags") }
+    #expect(item?.message == "expected a non-empty string, got an empty string")
+}
+
+@Test func disallowedCharacterNamesTheValueOnce() throws {
+    let r = try ObjectReader(.object(["lane": .string("a/b")]), path: "", allowedKeys: ["lane"])
+    let error = #expect(throws: BatonError.self) { try r.string("lane", allowed: Identifier.isAllowed, what: "a lane name") }
+    #expect(error?.message == #"expected a lane name, got a string "a/b" (character '/' is not allowed)"#)
+}
+
+/// Every kind of value as an error names it: the kind once, then a bounded preview.
+@Test(arguments: [
+    (JSONValue.null, "expected true or false, got null"),
+    (.int(3), "expected true or false, got an integer 3"),
+    (.bool(false), "expected true or false, got a boolean false"),
+    (.double(1.5), "expected true or false, got a number 1.5"),
+    (.string("yes"), #"expected true or false, got a string "yes""#),
+    (.string(""), "expected true or false, got an empty string"),
+    (.array([]), "expected true or false, got an empty array"),
+    (.array([.int(1)]), "expected true or false, got an array of 1 item"),
+    (.array([.int(1), .int(2)]), "expected true or false, got an array of 2 items"),
+    (.object([:]), "expected true or false, got an empty object"),
+    (.object(["a": .int(1)]), "expected true or false, got an object with 1 key"),
+    (.object(["a": .int(1), "b": .int(2)]), "expected true or false, got an object with 2 keys"),
+])
+func invalidValueIsDescribedOnce(_ value: JSONValue, _ message: String) throws {
+    let r = try ObjectReader(.object([:]), path: "", allowedKeys: [])
+    #expect(r.invalid("b", value, "expected true or false").message == message)
 }
 
 @Test func arrayLongerThanItsLimitIsRefused() throws {
     let r = try ObjectReader(.object(["a": .array([.int(1), .int(2), .int(3)])]), path: "", allowedKeys: ["a"])
     let error = #expect(throws: BatonError.self) { try r.array("a", maxCount: 2) }
-    #expect(error?.message.contains("expected at most 2 items, got 3") == true)
+    #expect(error?.message == "expected an array of at most 2 items, got an array of 3 items")
 }
 
 @Test func previewShortensLongValues() {

@@ -95,12 +95,28 @@ private func isClose(_ a: Double, _ b: Double) -> Bool { abs(a - b) < 1e-9 }
     #expect(policy == RetryPolicy(maxAttempts: 5, initialSec: 1, multiplier: 2, maxSec: 30, jitter: 0.5))
 }
 
-@Test func readComparesMaxSecWithTheEffectiveInitialSec() {
-    // initial_sec 500 is above the default max_sec of 300: the effective policy is refused.
+@Test func initialSecAboveTheDefaultMaxSecBlamesInitialSec() {
+    // initial_sec 500 is above the default max_sec of 300; max_sec was never written, so the
+    // error names initial_sec and says where 300 came from.
     let error = #expect(throws: BatonError.self) {
         try RetryPolicy.read(.object(["initial_sec": .int(500)]), path: "retry", defaults: .standard)
     }
-    #expect(error?.field == "retry.max_sec")
+    #expect(error?.description == "retry.initial_sec: expected a value no larger than max_sec (300 by default), got 500")
+}
+
+@Test func maxSecBelowTheDefaultInitialSecBlamesMaxSec() {
+    let defaults = RetryPolicy(initialSec: 10)
+    let error = #expect(throws: BatonError.self) {
+        try RetryPolicy.read(.object(["max_sec": .int(5)]), path: "retry", defaults: defaults)
+    }
+    #expect(error?.description == "retry.max_sec: expected a value no smaller than initial_sec (10 by default), got 5")
+}
+
+@Test func maxSecBelowAGivenInitialSecBlamesMaxSec() {
+    let error = #expect(throws: BatonError.self) {
+        try RetryPolicy.read(.object(["initial_sec": .int(10), "max_sec": .int(5)]), path: "retry", defaults: .standard)
+    }
+    #expect(error?.description == "retry.max_sec: expected a value no smaller than initial_sec (10), got 5")
 }
 
 @Test func jsonFormReadsBackToTheSamePolicy() throws {

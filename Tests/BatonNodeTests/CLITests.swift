@@ -101,6 +101,66 @@ struct CLITests {
         h.signal(worker, SIGTERM)
     }
 
+    @Test func badStoreIsNamedWhereItWasSet() async throws {
+        let h = try await ProcessHarness()
+        defer { Task { await h.shutdown() } }
+        let fromOption = try h.cli(["config", "check", "--db", "baton.db"])
+        #expect(fromOption.status == 65)
+        #expect(fromOption.output.contains(#"error: --db: expected sqlite:PATH"#), "output: \(fromOption.output)")
+        let fromEnvironment = try h.cli(["config", "check"], environment: ["BATON_DB": "baton.db"])
+        #expect(fromEnvironment.status == 65)
+        #expect(fromEnvironment.output.contains("error: BATON_DB: expected sqlite:PATH"), "output: \(fromEnvironment.output)")
+        let path = h.directory.appendingPathComponent("store.yaml").path
+        try "store: baton.db\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let fromFile = try h.cli(["config", "check", "--config", path])
+        #expect(fromFile.status == 65)
+        #expect(fromFile.output.contains("error: store: expected sqlite:PATH"), "output: \(fromFile.output)")
+    }
+
+    @Test func dbOptionReplacesABadBatonDB() async throws {
+        let h = try await ProcessHarness()
+        defer { Task { await h.shutdown() } }
+        let result = try h.cli(["jobs", "--db", h.dbPath], environment: ["BATON_DB": "baton.db"])
+        #expect(result.status == 0, "output: \(result.output)")
+    }
+
+    @Test func storeThatCannotBeOpenedIsNamedWhereItWasSet() async throws {
+        let h = try await ProcessHarness()
+        defer { Task { await h.shutdown() } }
+        let unopenable = h.directory.appendingPathComponent("missing/dir/baton.db").path
+        let fromOption = try h.cli(["jobs", "--db", unopenable])
+        #expect(fromOption.status == 69)
+        #expect(fromOption.output.contains("error: --db: cannot open SQLite database"), "output: \(fromOption.output)")
+        let fromEnvironment = try h.cli(["jobs"], environment: ["BATON_DB": unopenable])
+        #expect(fromEnvironment.status == 69)
+        #expect(fromEnvironment.output.contains("error: BATON_DB: cannot open SQLite database"), "output: \(fromEnvironment.output)")
+    }
+
+    /// The help's exit codes: 66 when an input file cannot be read, 65 when its content is invalid.
+    @Test func unreadableInputExits66AndInvalidInputExits65() async throws {
+        let h = try await ProcessHarness()
+        defer { Task { await h.shutdown() } }
+        let help = try h.cli(["--help"])
+        let helpText = help.output.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        #expect(helpText.contains("65 invalid envelope or configuration; 66 input file unreadable"))
+
+        let missing = try h.cli(["config", "check", "--config", h.directory.appendingPathComponent("nope.yaml").path])
+        #expect(missing.status == 66, "output: \(missing.output)")
+        #expect(missing.output.contains("cannot read configuration file"))
+        let directory = try h.cli(["config", "check", "--config", h.directory.path])
+        #expect(directory.status == 66, "output: \(directory.output)")
+        let missingEnvelope = try h.cli(["submit", "--db", h.dbPath, h.directory.appendingPathComponent("nope.json").path])
+        #expect(missingEnvelope.status == 66, "output: \(missingEnvelope.output)")
+        #expect(missingEnvelope.output.contains("nope.json: cannot read the file"))
+
+        let notUTF8 = h.directory.appendingPathComponent("binary.yaml")
+        try Data([0x6E, 0x3A, 0xFF]).write(to: notUTF8)
+        #expect(try h.cli(["config", "check", "--config", notUTF8.path]).status == 65)
+        let notYAML = h.directory.appendingPathComponent("broken.yaml").path
+        try "node: {capacity: 4\n".write(toFile: notYAML, atomically: true, encoding: .utf8)
+        #expect(try h.cli(["config", "check", "--config", notYAML]).status == 65)
+    }
+
     @Test func configCheckNamesUnknownKeysWithASuggestion() async throws {
         let h = try await ProcessHarness()
         defer { Task { await h.shutdown() } }

@@ -172,6 +172,26 @@ struct ConfigTests {
         #expect(failure("", environment: ["BATON_DB": "baton.db"])?.field == "BATON_DB")
     }
 
+    @Test func storeSourceNamesWhereTheStoreWasSet() throws {
+        #expect(BatonConfig.standard.storeSource == "store")
+        #expect(try load("store: ./file.db").storeSource == "store")
+        #expect(try load("store: ./file.db", environment: ["BATON_DB": "/srv/env.db"]).storeSource == "BATON_DB")
+        var config = try load("store: ./file.db")
+        try ConfigLoader.overrideStore("sqlite:/srv/cli.db", source: "--db", in: &config)
+        #expect(config.store == "sqlite:/srv/cli.db")
+        #expect(config.storeSource == "--db")
+    }
+
+    @Test func badStoreOverrideIsNamedByItsSource() throws {
+        var config = BatonConfig.standard
+        let error = #expect(throws: BatonError.self) {
+            try ConfigLoader.overrideStore("baton.db", source: "--db", in: &config)
+        }
+        #expect(error?.field == "--db")
+        #expect(error?.message.contains(#"got "baton.db""#) == true)
+        #expect(config == BatonConfig.standard)
+    }
+
     @Test(arguments: ["sqlite:./baton.db", "sqlite:/var/lib/baton.db", "./x.db", "../x.db", "/abs/x.db",
                       "postgres://baton@db.internal/baton", "postgresql://u:p@localhost:5432/baton"])
     func acceptedStoreForms(store: String) throws {
@@ -241,8 +261,24 @@ struct ConfigTests {
             _ = try ConfigLoader.load(path: "/nonexistent/baton.yaml", environment: [:])
             Issue.record("expected a missing file to be refused")
         } catch {
-            #expect(error.code == .invalidInput)
+            #expect(error.code == .unreadableInput)
             #expect(error.description == "config: cannot read configuration file /nonexistent/baton.yaml: no such file")
         }
+    }
+
+    @Test func directoryIsUnreadableButBadBytesAreInvalid() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("baton-config-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let asDirectory = #expect(throws: BatonError.self) {
+            try ConfigLoader.load(path: directory.path, environment: [:])
+        }
+        #expect(asDirectory?.code == .unreadableInput)
+        let binary = directory.appendingPathComponent("baton.yaml")
+        try Data([0x6E, 0x3A, 0xFF]).write(to: binary)
+        let notUTF8 = #expect(throws: BatonError.self) {
+            try ConfigLoader.load(path: binary.path, environment: [:])
+        }
+        #expect(notUTF8?.code == .invalidInput)
     }
 }

@@ -15,6 +15,9 @@ public struct BatonConfig: Sendable, Hashable {
     /// `postgres://` / `postgresql://` URL. Default `sqlite:./baton.db`. Relative paths are
     /// relative to the working directory. Overridden by `BATON_DB`.
     public var store: String
+    /// Where `store` was set, so errors about it name what the user wrote: `store` (the file,
+    /// or the default), `BATON_DB`, or a command-line option such as `--db`.
+    public var storeSource: String
     public var node: NodeSettings
     /// Defaults for envelope fields a job leaves out (`defaults:`).
     public var defaults: JobDefaults
@@ -23,6 +26,7 @@ public struct BatonConfig: Sendable, Hashable {
 
     public init() {
         store = "sqlite:./baton.db"
+        storeSource = "store"
         node = NodeSettings()
         defaults = .standard
         logs = LogSettings()
@@ -37,6 +41,15 @@ public struct BatonConfig: Sendable, Hashable {
         if case .sqlite(let path) = StoreLocation(store) { return path }
         return nil
     }
+
+    /// The connection URL for PostgreSQL stores; `nil` for SQLite.
+    public var postgresURL: String? {
+        if case .postgres(let url) = StoreLocation(store) { return url }
+        return nil
+    }
+
+    /// `store` with any password replaced by `***`, for messages and logs.
+    public var redactedStore: String { StoreLocation.redacted(store) }
 
     /// The whole configuration in the `baton.yaml` layout, every default written out.
     /// Note: `store` is included as is, credentials and all.

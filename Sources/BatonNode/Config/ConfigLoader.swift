@@ -35,8 +35,8 @@ public enum ConfigLoader {
         return config
     }
 
-    /// Reads the file at `path` (an `.invalidInput` error on field `config` when it cannot be
-    /// read), then `load(yaml:source:environment:)`.
+    /// Reads the file at `path` (an `.unreadableInput` error on field `config` when it cannot be
+    /// read, `.invalidInput` when it is too large or not UTF-8), then `load(yaml:source:environment:)`.
     public static func load(path: String, environment: [String: String]) throws(BatonError) -> BatonConfig {
         try load(yaml: readFile(path), source: path, environment: environment)
     }
@@ -60,7 +60,7 @@ public enum ConfigLoader {
         if document == .null { return config }
         guard case .object = document else {
             throw BatonError(.invalidInput, field: source,
-                             "expected a mapping of \(sectionKeys.joined(separator: ", ")) at the top level, got \(document.kindName)")
+                             "expected a mapping of \(sectionKeys.joined(separator: ", ")) at the top level, got \(document.summary)")
         }
         let r = try ObjectReader(document, path: "", allowedKeys: sectionKeys)
         // Emptiness is left to validatedStore, whose message lists the accepted forms.
@@ -84,7 +84,7 @@ public enum ConfigLoader {
                 let field = "\(r.field("tags"))[\(index)]"
                 if tag.utf8.count > 64 || tag.contains(where: { !Identifier.isAllowed($0) }) {
                     throw BatonError(.invalidInput, field: field,
-                                     "expected a tag of at most 64 letters, digits and - _ . :, got \"\(tag)\"")
+                                     "expected a tag of at most 64 letters, digits and - _ . :, got \(JSONValue.string(tag).preview)")
                 }
                 if tags[..<index].contains(tag) {
                     throw BatonError(.invalidInput, field: field, "expected each tag once, got \"\(tag)\" twice")
@@ -139,7 +139,7 @@ public enum ConfigLoader {
         let expectation = "expected one of \(allowed.joined(separator: ", "))"
         guard case .string(let s) = value else { throw r.invalid(key, value, expectation) }
         if allowed.contains(s) { return s }
-        var message = "\(expectation), got \(value.kindName) \(value.preview)"
+        var message = "\(expectation), got \(value.summary)"
         let lowered = s.lowercased()
         if let near = ObjectReader.nearest(to: s, in: allowed)
             ?? allowed.first(where: { !lowered.isEmpty && $0.hasPrefix(lowered) }) {
@@ -148,10 +148,17 @@ public enum ConfigLoader {
         throw BatonError(.invalidInput, field: r.field(key), message)
     }
 
+    /// Replaces `config.store` with `store`, set by `source` (a command-line option such as
+    /// `--db`): errors, then and when the store is opened, name `source`.
+    public static func overrideStore(_ store: String, source: String, in config: inout BatonConfig) throws(BatonError) {
+        config.store = try validatedStore(store, field: source)
+        config.storeSource = source
+    }
+
     static func validatedStore(_ store: String, field: String) throws(BatonError) -> String {
         guard StoreLocation(store) != nil else {
             throw BatonError(.invalidInput, field: field,
-                             "expected \(StoreLocation.acceptedForms), got \"\(StoreLocation.redacted(store))\"")
+                             "expected \(StoreLocation.acceptedForms), got \(JSONValue.string(StoreLocation.redacted(store)).preview)")
         }
         return store
     }
@@ -171,6 +178,7 @@ public enum ConfigLoader {
         }
         if let store = try r.string("BATON_DB", maxLength: 4096) {
             config.store = try validatedStore(store, field: "BATON_DB")
+            config.storeSource = "BATON_DB"
         }
         if let region = try r.string("BATON_REGION", maxLength: 64, what: "a region name") {
             config.node.region = region
@@ -180,8 +188,8 @@ public enum ConfigLoader {
     // MARK: - Files
 
     static func readFile(_ path: String) throws(BatonError) -> String {
-        func unreadable(_ reason: String) -> BatonError {
-            BatonError(.invalidInput, field: "config", "cannot read configuration file \(path): \(reason)")
+        func unreadable(_ reason: String, code: BatonError.Code = .unreadableInput) -> BatonError {
+            BatonError(code, field: "config", "cannot read configuration file \(path): \(reason)")
         }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
@@ -196,9 +204,12 @@ public enum ConfigLoader {
             throw unreadable(error.localizedDescription)
         }
         guard data.count <= maxFileBytes else {
-            throw unreadable("it is \(data.count) bytes; a configuration file holds at most \(maxFileBytes)")
+            throw unreadable("it is \(data.count) bytes; a configuration file holds at most \(maxFileBytes)",
+                             code: .invalidInput)
         }
-        guard let text = String(validating: data, as: UTF8.self) else { throw unreadable("it is not valid UTF-8") }
+        guard let text = String(validating: data, as: UTF8.self) else {
+            throw unreadable("it is not valid UTF-8", code: .invalidInput)
+        }
         return text
     }
 }

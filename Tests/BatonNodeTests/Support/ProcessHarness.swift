@@ -66,12 +66,17 @@ final class ProcessHarness: @unchecked Sendable {
         return try run(["worker", "--config", configPath], log: "\(node).log", wait: false)
     }
 
-    /// Runs `baton ARGS` and, with `wait`, waits for it to exit.
+    /// Runs `baton ARGS` and, with `wait`, waits for it to exit. `environment` is added to
+    /// this process's own.
     @discardableResult
-    func run(_ arguments: [String], log: String? = nil, stdin: Data? = nil, wait: Bool = true) throws -> Process {
+    func run(_ arguments: [String], log: String? = nil, stdin: Data? = nil, environment: [String: String] = [:],
+             wait: Bool = true) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binary)
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.currentDirectoryURL = directory
         let logURL = directory.appendingPathComponent(log ?? "cli-\(UUID().uuidString.prefix(6)).log")
         _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
@@ -93,9 +98,10 @@ final class ProcessHarness: @unchecked Sendable {
     }
 
     /// Runs `baton ARGS` and returns its exit status and combined output.
-    func cli(_ arguments: [String], stdin: Data? = nil) throws -> (status: Int32, output: String) {
+    func cli(_ arguments: [String], stdin: Data? = nil,
+             environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
         let log = "cli-\(UUID().uuidString.prefix(8)).log"
-        let process = try run(arguments, log: log, stdin: stdin)
+        let process = try run(arguments, log: log, stdin: stdin, environment: environment)
         let output = (try? String(contentsOf: directory.appendingPathComponent(log), encoding: .utf8)) ?? ""
         return (process.terminationStatus, output)
     }

@@ -1,0 +1,240 @@
+import BatonCore
+import BatonStore
+import Foundation
+import PostgresNIO
+
+extension PostgresJobStore {
+    // MARK: Rescue
+
+    public func rescue() async throws -> RescueReport {
+        let report = try await transaction { connection, now in
+            var report = RescueReport()
+            let at = Date(epochMilliseconds: now)
+            let lost = try await (connection.rows("""
+                SELECT id, spec, attempts, fence, stage_index, lease_node, lease_expires_at, lease_ttl_ms, deadline_base
+                FROM \(unescaped: self.tables.jobs)
+                WHERE state = 'running' AND lease_expires_at <= \(now)
+                ORDER BY lease_expires_at LIMIT 1000
+                FOR UPDATE SKIP LOCKED
+                """, logger: self.logger))
+            for row in lost {
+                let id: String = try row.get("id")
+                let spec = try JobSpec.decode(Data(try row.get("spec", as: String.self).utf8))
+                let attempts = Int(try row.get("attempts", as: Int32.self))
+                let fence: Int64 = try row.get("fence")
+                let stageIndex = Int(try row.get("stage_index", as: Int32.self))
+                let node: String? = try row.get("lease_node")
+                let stage = spec.stages[stageIndex].name
+                let expiredAt: Int64 = try row.get("lease_expires_at")
+                try await self.appendEvent(connection, JobEvent(jobID: id, at: at, kind: .heartbeatLost, nodeID: node, stage: stage,
+                                                                attempt: attempts, fence: fence,
+                                                                detail: ["lease_expired_ms_ago": String(now - expiredAt)]))
+                let failure = Failure.transient("lease_expired", "no heartbeat from node \(node ?? "?") before the lease ran out")
+                try await self.finishAttempt(connection, jobID: id, fence: fence, stageIndex: stageIndex, at: now,
+                                             outcome: .leaseExpired, failure: failure)
+                let deadline = Date(epochMilliseconds: try row.get("deadline_base")).addingTimeInterval(Double(spec.ttlSec))
+                switch Lifecycle.afterLeaseExpired(attempt: attempts, policy: spec.retry, now: at, deadline: deadline) {
+                case .retry:
+                    try await connection.rows("""
+                        UPDATE \(unescaped: self.tables.jobs) SET state = 'queued', lease_node = NULL, lease_expires_at = NULL,
+                            last_node = \(node), last_node_at = \(now), last_error_class = \(failure.errorClass.rawValue),
+                            last_reason = \(failure.reason), last_message = \(failure.message), updated_at = \(now)
+                        WHERE id = \(id)
+                        """, logger: self.logger)
+                    try await self.appendEvent(connection, JobEvent(jobID: id, at: at, kind: .rescued, stage: stage,
+                                                                    attempt: attempts, fence: fence,
+                                                                    detail: ["from_node": node ?? "", "reason": "lease_expired"]))
+                    report.requeued.append(id)
+                case .deadLetter(let reason), .expire(let reason):
+                    let state: JobState = reason == "ttl" ? .expired : .dead
+                    try await self.finish(connection, jobID: id, state: state, failure: failure, reason: reason, now: now,
+                                          lastNode: node)
+                    try await self.appendEvent(connection, JobEvent(jobID: id, at: at, kind: state == .dead ? .deadLettered : .expired,
+                                                                    stage: stage, attempt: attempts, fence: fence,
+                                                                    detail: ["reason": reason, "from_node": node ?? ""]))
+                    if state == .dead { report.deadLettered.append(id) } else { report.expired.append(id) }
+                case .cancel:
+                    break
+                }
+            }
+            let late = try await (connection.rows("""
+                SELECT id, spec, ever_claimed, deadline_base FROM \(unescaped: self.tables.jobs)
+                WHERE state IN ('queued', 'retry_wait') AND claim_deadline <= \(now)
+                ORDER BY claim_deadline LIMIT 1000
+                FOR UPDATE SKIP LOCKED
+                """, logger: self.logger))
+            for row in late {
+                let id: String = try row.get("id")
+                let spec = try JobSpec.decode(Data(try row.get("spec", as: String.self).utf8))
+                let reason = Lifecycle.expiryReason(enqueuedAt: Date(epochMilliseconds: try row.get("deadline_base")),
+                                                    queueTimeoutSec: spec.queueTimeoutSec, ttlSec: spec.ttlSec,
+                                                    everClaimed: try row.get("ever_claimed"), now: at) ?? "ttl"
+                let message = reason == "queue_timeout"
+                    ? "not claimed within queue_timeout_sec (\(spec.queueTimeoutSec ?? 0) s)"
+                    : "not finished within ttl_sec (\(spec.ttlSec) s)"
+                try await self.finish(connection, jobID: id, state: .expired, failure: .fatal(reason, message), reason: reason, now: now)
+                try await self.appendEvent(connection, JobEvent(jobID: id, at: at, kind: .expired,
+                                                                detail: ["reason": reason, "message": message]))
+                report.expired.append(id)
+            }
+            try await connection.rows("DELETE FROM \(unescaped: self.tables.idempotency) WHERE expires_at <= \(now)",
+                                       logger: self.logger)
+            if !report.requeued.isEmpty {
+                try await connection.rows("SELECT pg_notify(\(self.tables.channel), '')", logger: self.logger)
+            }
+            return report
+        }
+        if !report.requeued.isEmpty { signal.notify() }
+        return report
+    }
+
+    // MARK: Cancel and redrive
+
+    public func cancel(jobID: String, reason: String) async throws -> JobRecord {
+        try await transaction { connection, now in
+            let job = try await self.requireJob(connection, jobID, lock: true)
+            guard !job.state.isTerminal else {
+                throw BatonError(.invalidState, field: "job_id", "job \(jobID) is already \(job.state.rawValue) and cannot be cancelled")
+            }
+            let at = Date(epochMilliseconds: now)
+            if job.state == .running, let node = job.leaseNode {
+                try await self.finishAttempt(connection, jobID: jobID, fence: job.fence, stageIndex: job.stageIndex, at: now,
+                                             outcome: .cancelled, failure: Failure(.cancelled, reason: "cancelled", message: reason))
+                try await self.appendEvent(connection, JobEvent(jobID: jobID, at: at, kind: .cancelled,
+                                                                stage: job.spec.stages[job.stageIndex].name, attempt: job.attempts,
+                                                                fence: job.fence, detail: ["reason": reason, "running_on": node]))
+            } else {
+                try await self.appendEvent(connection, JobEvent(jobID: jobID, at: at, kind: .cancelled, detail: ["reason": reason]))
+            }
+            try await self.finish(connection, jobID: jobID, state: .cancelled,
+                                  failure: Failure(.cancelled, reason: "cancelled", message: reason), reason: "cancelled", now: now)
+            return try await self.requireJob(connection, jobID, lock: false)
+        }
+    }
+
+    public func redrive(jobID: String) async throws -> JobRecord {
+        let job = try await transaction { connection, now in
+            try await self.redrive(connection, jobID: jobID, now: now)
+            return try await self.requireJob(connection, jobID, lock: false)
+        }
+        signal.notify()
+        return job
+    }
+
+    public func redriveAll() async throws -> [String] {
+        let ids = try await transaction { connection, now in
+            let ids = try await (connection.rows("""
+                SELECT id FROM \(unescaped: self.tables.jobs) WHERE state IN ('dead', 'expired') ORDER BY finished_at, seq
+                """, logger: self.logger)).map { try $0.get("id", as: String.self) }
+            for id in ids { try await self.redrive(connection, jobID: id, now: now) }
+            return ids
+        }
+        if !ids.isEmpty { signal.notify() }
+        return ids
+    }
+
+    /// Queues a finished-but-failed job again at the stage that failed, with a new attempt
+    /// budget and deadlines counted from now.
+    func redrive(_ connection: PostgresConnection, jobID: String, now: Int64) async throws {
+        let job = try await requireJob(connection, jobID, lock: true)
+        guard [.dead, .expired, .cancelled].contains(job.state) else {
+            throw BatonError(.invalidState, field: "job_id",
+                             "job \(jobID) is \(job.state.rawValue); only dead, expired or cancelled jobs can be redriven")
+        }
+        let deadline = Lifecycle.claimDeadline(enqueuedAt: Date(epochMilliseconds: now), queueTimeoutSec: job.spec.queueTimeoutSec,
+                                               ttlSec: job.spec.ttlSec, everClaimed: false).epochMilliseconds
+        try await connection.rows("""
+            UPDATE \(unescaped: tables.jobs) SET state = 'queued', attempts = 0, ever_claimed = false, deadline_base = \(now),
+                claim_deadline = \(deadline), run_at = \(now), finished_at = NULL, updated_at = \(now)
+            WHERE id = \(jobID)
+            """, logger: logger)
+        try await appendEvent(connection, JobEvent(jobID: jobID, at: Date(epochMilliseconds: now), kind: .redriven,
+                                                   stage: job.spec.stages[min(job.stageIndex, job.spec.stages.count - 1)].name,
+                                                   detail: ["from_state": job.state.rawValue, "last_reason": job.lastReason ?? ""]))
+        try await connection.rows("SELECT pg_notify(\(tables.channel), '')", logger: logger)
+    }
+
+    // MARK: Reads
+
+    public func job(id: String) async throws -> JobRecord? {
+        try await rows("SELECT * FROM \(unescaped: tables.jobs) WHERE id = \(id)").first.map(Self.job(from:))
+    }
+
+    public func detail(id: String) async throws -> JobDetail? {
+        guard let job = try await job(id: id) else { return nil }
+        let attempts = try await rows("""
+            SELECT * FROM \(unescaped: tables.attempts) WHERE job_id = \(id) ORDER BY fence, stage_index
+            """).map(Self.attempt(from:))
+        let events = try await rows("SELECT * FROM \(unescaped: tables.events) WHERE job_id = \(id) ORDER BY seq")
+            .map(Self.event(from:))
+        return JobDetail(job: job, attempts: attempts, events: events)
+    }
+
+    public func jobs(matching filter: JobFilter) async throws -> [JobRecord] {
+        let states = filter.states.map(\.rawValue)
+        let lane = filter.lane
+        return try await rows("""
+            SELECT * FROM \(unescaped: tables.jobs)
+            WHERE (cardinality(\(states)::text[]) = 0 OR state = ANY(\(states)::text[]))
+              AND (\(lane)::text IS NULL OR lane = \(lane)::text)
+            ORDER BY enqueued_at DESC, seq DESC LIMIT \(Int64(max(0, filter.limit)))
+            """).map(Self.job(from:))
+    }
+
+    public func counts() async throws -> [JobState: Int] {
+        var counts: [JobState: Int] = [:]
+        for row in try await rows("SELECT state, count(*) AS n FROM \(unescaped: tables.jobs) GROUP BY state") {
+            if let state = JobState(rawValue: try row.get("state")) { counts[state] = Int(try row.get("n", as: Int64.self)) }
+        }
+        return counts
+    }
+
+    // MARK: Row mapping
+
+    func requireJob(_ connection: PostgresConnection, _ id: String, lock: Bool) async throws -> JobRecord {
+        let rows = try await (connection.rows("""
+            SELECT * FROM \(unescaped: tables.jobs) WHERE id = \(id) \(unescaped: lock ? "FOR UPDATE" : "")
+            """, logger: logger))
+        guard let row = rows.first else {
+            throw BatonError(.notFound, field: "job_id", "no job with id \"\(id)\"")
+        }
+        return try Self.job(from: row)
+    }
+
+    static func job(from row: PostgresRandomAccessRow) throws -> JobRecord {
+        let spec = try JobSpec.decode(Data(try row.get("spec", as: String.self).utf8))
+        let state = try JobState.parse(try row.get("state"))
+        return JobRecord(
+            spec: spec, state: state, attempts: Int(try row.get("attempts", as: Int32.self)), fence: try row.get("fence"),
+            stageIndex: Int(try row.get("stage_index", as: Int32.self)),
+            enqueuedAt: Date(epochMilliseconds: try row.get("enqueued_at")),
+            updatedAt: Date(epochMilliseconds: try row.get("updated_at")),
+            runAt: Date(epochMilliseconds: try row.get("run_at")), leaseNode: try row.get("lease_node"),
+            leaseExpiresAt: (try row.get("lease_expires_at", as: Int64?.self)).map(Date.init(epochMilliseconds:)),
+            retryCount: Int(try row.get("retry_count", as: Int32.self)),
+            cumulativeBackoffSec: Double(try row.get("cumulative_backoff_ms", as: Int64.self)) / 1000,
+            lastErrorClass: (try row.get("last_error_class", as: String?.self)).flatMap(ErrorClass.init(rawValue:)),
+            lastReason: try row.get("last_reason"), lastMessage: try row.get("last_message"),
+            finishedAt: (try row.get("finished_at", as: Int64?.self)).map(Date.init(epochMilliseconds:)))
+    }
+
+    static func attempt(from row: PostgresRandomAccessRow) throws -> AttemptRecord {
+        AttemptRecord(
+            jobID: try row.get("job_id"), fence: try row.get("fence"), attempt: Int(try row.get("attempt", as: Int32.self)),
+            stageIndex: Int(try row.get("stage_index", as: Int32.self)), stageName: try row.get("stage_name"),
+            nodeID: try row.get("node_id"), startedAt: Date(epochMilliseconds: try row.get("started_at")),
+            finishedAt: (try row.get("finished_at", as: Int64?.self)).map(Date.init(epochMilliseconds:)),
+            outcome: AttemptRecord.Outcome(rawValue: try row.get("outcome")) ?? .failed,
+            errorClass: (try row.get("error_class", as: String?.self)).flatMap(ErrorClass.init(rawValue:)),
+            reason: try row.get("reason"), message: try row.get("message"),
+            report: AttemptReport(exitCode: try row.get("exit_code", as: Int32?.self), stdout: try row.get("stdout"),
+                                  stderr: try row.get("stderr"), logPath: try row.get("log_path")))
+    }
+
+    static func event(from row: PostgresRandomAccessRow) throws -> JobEvent {
+        JobEvent(seq: try row.get("seq"), jobID: try row.get("job_id"), at: Date(epochMilliseconds: try row.get("at")),
+                 kind: JobEvent.Kind(rawValue: try row.get("kind")), nodeID: try row.get("node_id"), stage: try row.get("stage"),
+                 attempt: (try row.get("attempt", as: Int32?.self)).map(Int.init), fence: try row.get("fence"),
+                 detail: JobEvent.detail(fromJSON: try row.get("detail")))
+    }
+}

@@ -1,0 +1,258 @@
+import BatonCore
+import BatonStore
+import Foundation
+import PostgresNIO
+
+extension PostgresJobStore {
+    /// The job row a lease writes to, locked, or the refusal when the lease is not the current
+    /// one. A refusal is itself recorded in the job's event log, naming the node and both tokens.
+    func fencedRow(_ connection: PostgresConnection, _ lease: Lease, op: String,
+                   now: Int64) async throws -> Result<PostgresRandomAccessRow, BatonError> {
+        let rows = try await (connection.rows("""
+            SELECT state, fence, stage_index, stage_count, attempts, deadline_base, lease_node
+            FROM \(unescaped: tables.jobs) WHERE id = \(lease.jobID) FOR UPDATE
+            """, logger: logger))
+        guard let row = rows.first else {
+            return .failure(BatonError(.notFound, field: "job_id", "no job with id \"\(lease.jobID)\""))
+        }
+        let state: String = try row.get("state")
+        let fence: Int64 = try row.get("fence")
+        let stageIndex = Int(try row.get("stage_index", as: Int32.self))
+        if state == JobState.running.rawValue && fence == lease.fence && stageIndex == lease.stageIndex {
+            return .success(row)
+        }
+        try await appendEvent(connection, JobEvent(jobID: lease.jobID, at: Date(epochMilliseconds: now), kind: .staleWriteRefused,
+                                                   nodeID: lease.nodeID, stage: lease.stage.name, attempt: lease.attempt,
+                                                   fence: lease.fence,
+                                                   detail: ["op": op, "current_fence": String(fence), "state": state]))
+        let reason = fence != lease.fence
+            ? "lease fence \(lease.fence) is stale: the job is now at fence \(fence) (\(state))"
+            : "the job is \(state), not running under this lease"
+        return .failure(BatonError(.staleLease, field: "lease", "\(op) refused for job \(lease.jobID): \(reason)"))
+    }
+
+    // MARK: Heartbeat
+
+    public func heartbeat(_ leases: [Lease]) async throws -> [HeartbeatResult] {
+        guard !leases.isEmpty else { return [] }
+        let now = clock.now().epochMilliseconds
+        let extended = try await rows("""
+            WITH input AS (
+                SELECT * FROM unnest(\(leases.map(\.jobID))::text[], \(leases.map(\.fence))::bigint[],
+                                     \(leases.map(\.nodeID))::text[]) WITH ORDINALITY AS t(id, fence, node, ord)
+            )
+            UPDATE \(unescaped: tables.jobs) j SET lease_expires_at = \(now) + j.lease_ttl_ms, updated_at = \(now)
+            FROM input i
+            WHERE j.id = i.id AND j.fence = i.fence AND j.state = 'running' AND j.lease_node = i.node
+            RETURNING i.ord, j.lease_expires_at
+            """)
+        var results: [HeartbeatResult?] = Array(repeating: nil, count: leases.count)
+        for row in extended {
+            let index = Int(try row.get("ord", as: Int64.self)) - 1
+            results[index] = .extended(until: Date(epochMilliseconds: try row.get("lease_expires_at")))
+        }
+        for index in leases.indices where results[index] == nil {
+            let lease = leases[index]
+            results[index] = try await transaction { connection, now in
+                switch try await self.fencedRow(connection, lease, op: "heartbeat", now: now) {
+                case .failure(let error): return .lost(reason: error.message)
+                case .success: return .lost(reason: "lease held by another node")
+                }
+            }
+        }
+        return results.map { $0! }
+    }
+
+    // MARK: Complete
+
+    public func complete(_ completions: [Completion]) async throws -> [CompletionResult] {
+        guard !completions.isEmpty else { return [] }
+        let now = clock.now().epochMilliseconds
+        let leases = completions.map(\.lease)
+        let reports = completions.map(\.report)
+        let done = try await rows("""
+            WITH input AS (
+                SELECT * FROM unnest(\(leases.map(\.jobID))::text[], \(leases.map(\.fence))::bigint[],
+                                     \(leases.map { Int64($0.stageIndex) })::bigint[], \(leases.map(\.nodeID))::text[],
+                                     \(reports.map { Self.nullable($0.exitCode.map(String.init)) })::text[],
+                                     \(reports.map { Self.nullable($0.stdout) })::text[],
+                                     \(reports.map { Self.nullable($0.stderr) })::text[],
+                                     \(reports.map { Self.nullable($0.logPath) })::text[])
+                    WITH ORDINALITY AS t(id, fence, stage_index, node, exit_code, stdout, stderr, log_path, ord)
+            ), done AS (
+                UPDATE \(unescaped: tables.jobs) j SET
+                    state = CASE WHEN i.stage_index + 1 < j.stage_count THEN 'running' ELSE 'succeeded' END,
+                    stage_index = i.stage_index + 1,
+                    lease_node = CASE WHEN i.stage_index + 1 < j.stage_count THEN j.lease_node END,
+                    lease_expires_at = CASE WHEN i.stage_index + 1 < j.stage_count THEN \(now) + j.lease_ttl_ms END,
+                    finished_at = CASE WHEN i.stage_index + 1 < j.stage_count THEN NULL ELSE \(now) END,
+                    updated_at = \(now)
+                FROM input i
+                WHERE j.id = i.id AND j.fence = i.fence AND j.stage_index = i.stage_index AND j.state = 'running'
+                RETURNING i.ord, j.id, j.fence, i.stage_index AS done_index, j.state, j.attempts, j.lease_expires_at,
+                          j.stage_names, i.node, i.exit_code, i.stdout, i.stderr, i.log_path
+            ), finished AS (
+                UPDATE \(unescaped: tables.attempts) a SET finished_at = \(now), outcome = 'succeeded',
+                    exit_code = CASE WHEN d.exit_code = '' THEN NULL ELSE substr(d.exit_code, 2)::integer END,
+                    stdout = CASE WHEN d.stdout = '' THEN NULL ELSE substr(d.stdout, 2) END,
+                    stderr = CASE WHEN d.stderr = '' THEN NULL ELSE substr(d.stderr, 2) END,
+                    log_path = CASE WHEN d.log_path = '' THEN NULL ELSE substr(d.log_path, 2) END
+                FROM done d WHERE a.job_id = d.id AND a.fence = d.fence AND a.stage_index = d.done_index
+            ), next_attempts AS (
+                INSERT INTO \(unescaped: tables.attempts) (job_id, fence, stage_index, attempt, stage_name, node_id, started_at, outcome)
+                SELECT d.id, d.fence, d.done_index + 1, d.attempts, d.stage_names[d.done_index + 2], d.node, \(now), 'running'
+                FROM done d WHERE d.state = 'running'
+            ), events AS (
+                INSERT INTO \(unescaped: tables.events) (job_id, at, kind, node_id, stage, attempt, fence, detail)
+                SELECT d.id, \(now), CASE WHEN d.state = 'running' THEN 'stage_completed' ELSE 'completed' END, d.node,
+                       d.stage_names[d.done_index + 1], d.attempts, d.fence,
+                       CASE WHEN d.exit_code = '' THEN NULL ELSE json_build_object('exit_code', substr(d.exit_code, 2))::text END
+                FROM done d ORDER BY d.ord
+            )
+            SELECT ord, state, lease_expires_at FROM done
+            """)
+        var results: [CompletionResult?] = Array(repeating: nil, count: completions.count)
+        for row in done {
+            let index = Int(try row.get("ord", as: Int64.self)) - 1
+            if try row.get("state", as: String.self) == JobState.running.rawValue {
+                var next = leases[index]
+                next.stageIndex += 1
+                next.expiresAt = Date(epochMilliseconds: try row.get("lease_expires_at"))
+                results[index] = .nextStage(next)
+            } else {
+                results[index] = .succeeded
+            }
+        }
+        for index in completions.indices where results[index] == nil {
+            let lease = leases[index]
+            results[index] = try await transaction { connection, now in
+                switch try await self.fencedRow(connection, lease, op: "complete", now: now) {
+                case .failure(let error): return .refused(error)
+                case .success:
+                    return .refused(BatonError(.staleLease, field: "lease",
+                                               "complete refused for job \(lease.jobID): the stage was reported twice in one batch"))
+                }
+            }
+        }
+        return results.map { $0! }
+    }
+
+    // MARK: Fail
+
+    public func fail(_ lease: Lease, failure: Failure, report: AttemptReport) async throws -> FailureResult {
+        let jitter = self.jitter()
+        return try await transaction { connection, now in
+            let row: PostgresRandomAccessRow
+            switch try await self.fencedRow(connection, lease, op: "fail", now: now) {
+            case .failure(let error): throw error
+            case .success(let r): row = r
+            }
+            let at = Date(epochMilliseconds: now)
+            let spec = lease.spec
+            let deadline = Date(epochMilliseconds: try row.get("deadline_base")).addingTimeInterval(Double(spec.ttlSec))
+            let decision = Lifecycle.afterFailure(attempt: Int(try row.get("attempts", as: Int32.self)), policy: spec.retry,
+                                                  failure: failure, now: at, deadline: deadline, jitterUnit: jitter)
+            try await self.finishAttempt(connection, lease: lease, at: now,
+                                         outcome: failure.errorClass == .cancelled ? .cancelled : .failed,
+                                         failure: failure, report: report)
+            var failedDetail = ["class": failure.errorClass.rawValue, "reason": failure.reason, "message": failure.message]
+            if let code = report.exitCode { failedDetail["exit_code"] = String(code) }
+            if let retryAfter = failure.retryAfterSec { failedDetail["retry_after_sec"] = Self.seconds(retryAfter) }
+            try await self.appendEvent(connection, lease.event(.failed, at: at, detail: failedDetail))
+            switch decision {
+            case .retry(let retryAt, let delay):
+                try await connection.rows("""
+                    UPDATE \(unescaped: self.tables.jobs) SET state = 'retry_wait', run_at = \(retryAt.epochMilliseconds),
+                        lease_node = NULL, lease_expires_at = NULL, last_node = \(lease.nodeID), last_node_at = \(now),
+                        retry_count = retry_count + 1,
+                        cumulative_backoff_ms = cumulative_backoff_ms + \(Int64((delay * 1000).rounded())),
+                        last_error_class = \(failure.errorClass.rawValue), last_reason = \(failure.reason),
+                        last_message = \(failure.message), updated_at = \(now)
+                    WHERE id = \(lease.jobID)
+                    """, logger: self.logger)
+                try await self.appendEvent(connection, lease.event(.retried, at: at, detail: [
+                    "reason": failure.reason, "delay_sec": Self.seconds(delay), "next_attempt": String(lease.attempt + 1),
+                    "retry_after_honoured": failure.retryAfterSec == nil ? "false" : "true"]))
+                return .retrying(at: retryAt, delaySec: delay)
+            case .deadLetter(let reason):
+                try await self.finish(connection, jobID: lease.jobID, state: .dead, failure: failure, reason: reason, now: now,
+                                      lastNode: lease.nodeID)
+                try await self.appendEvent(connection, lease.event(.deadLettered, at: at, detail: [
+                    "reason": reason, "class": failure.errorClass.rawValue]))
+                return .deadLettered(reason: reason)
+            case .expire(let reason):
+                try await self.finish(connection, jobID: lease.jobID, state: .expired, failure: failure, reason: reason, now: now,
+                                      lastNode: lease.nodeID)
+                try await self.appendEvent(connection, lease.event(.expired, at: at, detail: ["reason": reason]))
+                return .expired(reason: reason)
+            case .cancel:
+                try await self.finish(connection, jobID: lease.jobID, state: .cancelled, failure: failure, reason: failure.reason,
+                                      now: now, lastNode: lease.nodeID)
+                try await self.appendEvent(connection, lease.event(.cancelled, at: at, detail: ["reason": failure.reason]))
+                return .cancelled
+            }
+        }
+    }
+
+    // MARK: Release
+
+    public func release(_ lease: Lease, reason: String) async throws {
+        try await transaction { connection, now in
+            switch try await self.fencedRow(connection, lease, op: "release", now: now) {
+            case .failure(let error): throw error
+            case .success: break
+            }
+            try await self.finishAttempt(connection, lease: lease, at: now, outcome: .released,
+                                         failure: Failure(.released, reason: reason, message: "attempt handed back"))
+            // The attempt is not counted; the job keeps its place in the queue (run_at unchanged).
+            try await connection.rows("""
+                UPDATE \(unescaped: self.tables.jobs) SET state = 'queued', attempts = attempts - 1, lease_node = NULL,
+                    lease_expires_at = NULL, last_node = \(lease.nodeID), last_node_at = \(now), updated_at = \(now)
+                WHERE id = \(lease.jobID)
+                """, logger: self.logger)
+            try await self.appendEvent(connection, lease.event(.released, at: Date(epochMilliseconds: now), detail: ["reason": reason]))
+            try await connection.rows("SELECT pg_notify(\(self.tables.channel), '')", logger: self.logger)
+        }
+        signal.notify()
+    }
+
+    // MARK: Shared row helpers
+
+    func appendEvent(_ connection: PostgresConnection, _ event: JobEvent) async throws {
+        let attempt = event.attempt.map(Int64.init)
+        try await connection.rows("""
+            INSERT INTO \(unescaped: tables.events) (job_id, at, kind, node_id, stage, attempt, fence, detail)
+            VALUES (\(event.jobID), \(event.at.epochMilliseconds), \(event.kind.rawValue), \(event.nodeID), \(event.stage),
+                    \(attempt), \(event.fence), \(event.detail.isEmpty ? nil : event.detailJSON))
+            """, logger: logger)
+    }
+
+    func finishAttempt(_ connection: PostgresConnection, jobID: String, fence: Int64, stageIndex: Int, at: Int64,
+                       outcome: AttemptRecord.Outcome, failure: Failure? = nil, report: AttemptReport = .empty) async throws {
+        try await connection.rows("""
+            UPDATE \(unescaped: tables.attempts) SET finished_at = \(at), outcome = \(outcome.rawValue),
+                error_class = \(failure?.errorClass.rawValue), reason = \(failure?.reason), message = \(failure?.message),
+                exit_code = \(report.exitCode), stdout = \(report.stdout), stderr = \(report.stderr), log_path = \(report.logPath)
+            WHERE job_id = \(jobID) AND fence = \(fence) AND stage_index = \(Int64(stageIndex))
+            """, logger: logger)
+    }
+
+    func finishAttempt(_ connection: PostgresConnection, lease: Lease, at: Int64, outcome: AttemptRecord.Outcome,
+                       failure: Failure? = nil, report: AttemptReport = .empty) async throws {
+        try await finishAttempt(connection, jobID: lease.jobID, fence: lease.fence, stageIndex: lease.stageIndex, at: at,
+                                outcome: outcome, failure: failure, report: report)
+    }
+
+    /// Moves a job to a terminal state, clearing its lease.
+    func finish(_ connection: PostgresConnection, jobID: String, state: JobState, failure: Failure?, reason: String,
+                now: Int64, lastNode: String? = nil) async throws {
+        try await connection.rows("""
+            UPDATE \(unescaped: tables.jobs) SET state = \(state.rawValue), lease_node = NULL, lease_expires_at = NULL,
+                last_node = coalesce(\(lastNode), last_node), last_error_class = \(failure?.errorClass.rawValue),
+                last_reason = \(reason), last_message = \(failure?.message), finished_at = \(now), updated_at = \(now)
+            WHERE id = \(jobID)
+            """, logger: logger)
+    }
+
+    static func seconds(_ value: Double) -> String { String(format: "%.3f", value) }
+}

@@ -1,0 +1,215 @@
+import BatonCore
+import BatonStore
+import Foundation
+import PostgresNIO
+
+extension PostgresJobStore {
+    // MARK: Enqueue
+
+    public func enqueue(_ specs: [JobSpec]) async throws -> [EnqueueResult] {
+        guard !specs.isEmpty else { return [] }
+        var seen = Set<String>()
+        for spec in specs where !seen.insert(spec.id).inserted {
+            throw BatonError(.invalidInput, field: "job_id", "a job with id \"\(spec.id)\" already exists")
+        }
+        let encoded = specs.map { $0.storedJSON() }
+        let results: [EnqueueResult]
+        do {
+            if specs.allSatisfy({ $0.idempotencyKey == nil }) {
+                // One statement is one transaction: no BEGIN/COMMIT round trips.
+                let now = clock.now().epochMilliseconds
+                results = try await mapped {
+                    try await client.withConnection { connection in
+                        try await self.insert(specs, encoded: encoded, indices: Array(specs.indices), duplicates: [],
+                                              now: now, on: connection)
+                    }
+                }
+            } else {
+                results = try await transaction { connection, now in
+                    try await self.enqueueWithKeys(specs, encoded: encoded, now: now, on: connection)
+                }
+            }
+        } catch is DuplicateJobID {
+            let ids = specs.map(\.id)
+            let taken = try await rows("SELECT id FROM \(unescaped: tables.jobs) WHERE id = ANY(\(ids)) LIMIT 1")
+            let id = try taken.first?.get("id", as: String.self) ?? ids[0]
+            throw BatonError(.invalidInput, field: "job_id", "a job with id \"\(id)\" already exists")
+        }
+        signal.notify()
+        return results
+    }
+
+    /// Claims each new idempotency key for its first envelope (keys live in the window are
+    /// kept by their earlier job), then inserts the envelopes that were not deduplicated.
+    private func enqueueWithKeys(_ specs: [JobSpec], encoded: [String], now: Int64,
+                                 on connection: PostgresConnection) async throws -> [EnqueueResult] {
+        var owner: [String: Int] = [:]
+        for (index, spec) in specs.enumerated() {
+            if let key = spec.idempotencyKey, owner[key] == nil { owner[key] = index }
+        }
+        // Sorted, so concurrent batches take key locks in one order and cannot deadlock.
+        let keys = owner.keys.sorted()
+        let keyJobs = keys.map { specs[owner[$0]!].id }
+        let keyExpiry = keys.map { now + Int64(specs[owner[$0]!].dedupeWindowSec) * 1000 }
+        let won = try await (connection.rows("""
+            INSERT INTO \(unescaped: tables.idempotency) AS k (key, job_id, expires_at)
+            SELECT * FROM unnest(\(keys)::text[], \(keyJobs)::text[], \(keyExpiry)::bigint[])
+            ON CONFLICT (key) DO UPDATE SET job_id = EXCLUDED.job_id, expires_at = EXCLUDED.expires_at
+                WHERE k.expires_at <= \(now)
+            RETURNING key
+            """, logger: logger)).map { try $0.get("key", as: String.self) }
+        let lost = Set(keys).subtracting(won)
+        var earlier: [String: String] = [:]
+        if !lost.isEmpty {
+            for row in try await (connection.rows("""
+                SELECT key, job_id FROM \(unescaped: tables.idempotency) WHERE key = ANY(\(Array(lost)))
+                """, logger: logger)) {
+                earlier[try row.get("key", as: String.self)] = try row.get("job_id", as: String.self)
+            }
+        }
+        var inserted: [Int] = []
+        var duplicates: [(index: Int, jobID: String)] = []
+        for (index, spec) in specs.enumerated() {
+            guard let key = spec.idempotencyKey else { inserted.append(index); continue }
+            if let jobID = earlier[key] {
+                duplicates.append((index, jobID))
+            } else if let first = owner[key], first != index {
+                duplicates.append((index, specs[first].id))
+            } else {
+                inserted.append(index)
+            }
+        }
+        return try await insert(specs, encoded: encoded, indices: inserted, duplicates: duplicates, now: now, on: connection)
+    }
+
+    /// Inserts `specs[indices]` as queued jobs, logs `enqueued` for them and `deduplicated`
+    /// for `duplicates`, and notifies listening nodes, in one statement.
+    private func insert(_ specs: [JobSpec], encoded: [String], indices: [Int], duplicates: [(index: Int, jobID: String)],
+                        now: Int64, on connection: PostgresConnection) async throws -> [EnqueueResult] {
+        var ids: [String] = [], lanes: [String] = [], sessions: [String] = [], regions: [String] = []
+        var priorities: [Int64] = [], keys: [String] = [], json: [String] = [], names: [String] = []
+        var counts: [Int64] = [], leaseTTLs: [Int64] = [], ttls: [Int64] = [], deadlines: [Int64] = []
+        for index in indices {
+            let spec = specs[index]
+            ids.append(spec.id)
+            lanes.append(spec.lane)
+            sessions.append(Self.nullable(spec.sessionKey))
+            regions.append(Self.nullable(spec.regionAffinity))
+            priorities.append(Int64(spec.priority))
+            keys.append(Self.nullable(spec.idempotencyKey))
+            json.append(encoded[index])
+            names.append(spec.stages.map(\.name).joined(separator: "\u{1F}"))
+            counts.append(Int64(spec.stages.count))
+            leaseTTLs.append(Int64(spec.leaseTTLSec) * 1000)
+            ttls.append(Int64(spec.ttlSec) * 1000)
+            deadlines.append(Lifecycle.claimDeadline(enqueuedAt: Date(epochMilliseconds: now), queueTimeoutSec: spec.queueTimeoutSec,
+                                                     ttlSec: spec.ttlSec, everClaimed: false).epochMilliseconds)
+        }
+        var eventJobs: [String] = [], eventKinds: [String] = [], eventDetails: [String] = []
+        var results: [EnqueueResult?] = Array(repeating: nil, count: specs.count)
+        for index in indices {
+            let spec = specs[index]
+            var detail = ["lane": spec.lane, "stages": String(spec.stages.count)]
+            if let key = spec.idempotencyKey { detail["idempotency_key"] = key }
+            eventJobs.append(spec.id)
+            eventKinds.append(JobEvent.Kind.enqueued.rawValue)
+            eventDetails.append(JobEvent(jobID: spec.id, at: .distantPast, kind: .enqueued, detail: detail).detailJSON)
+            results[index] = EnqueueResult(jobID: spec.id, deduplicated: false)
+        }
+        for duplicate in duplicates {
+            let spec = specs[duplicate.index]
+            eventJobs.append(duplicate.jobID)
+            eventKinds.append(JobEvent.Kind.deduplicated.rawValue)
+            eventDetails.append(JobEvent(jobID: duplicate.jobID, at: .distantPast, kind: .deduplicated,
+                                         detail: ["idempotency_key": spec.idempotencyKey ?? "", "submitted_job_id": spec.id]).detailJSON)
+            results[duplicate.index] = EnqueueResult(jobID: duplicate.jobID, deduplicated: true)
+        }
+        do {
+            try await connection.rows("""
+                WITH input AS (
+                    SELECT * FROM unnest(\(ids)::text[], \(lanes)::text[], \(sessions)::text[], \(regions)::text[],
+                                         \(priorities)::bigint[], \(keys)::text[], \(json)::text[], \(names)::text[],
+                                         \(counts)::bigint[], \(leaseTTLs)::bigint[], \(ttls)::bigint[], \(deadlines)::bigint[])
+                        WITH ORDINALITY AS t(id, lane, session_key, region_affinity, priority, idempotency_key, spec, names,
+                                             stage_count, lease_ttl_ms, ttl_ms, claim_deadline, ord)
+                ), jobs AS (
+                    INSERT INTO \(unescaped: tables.jobs) (id, state, lane, session_key, region_affinity, priority, idempotency_key,
+                        spec, stage_names, stage_count, lease_ttl_ms, ttl_ms, enqueued_at, deadline_base, claim_deadline,
+                        run_at, updated_at)
+                    SELECT id, 'queued', lane,
+                           CASE WHEN session_key = '' THEN NULL ELSE substr(session_key, 2) END,
+                           CASE WHEN region_affinity = '' THEN NULL ELSE substr(region_affinity, 2) END,
+                           priority, CASE WHEN idempotency_key = '' THEN NULL ELSE substr(idempotency_key, 2) END,
+                           spec, string_to_array(names, chr(31)), stage_count, lease_ttl_ms, ttl_ms,
+                           \(now), \(now), claim_deadline, \(now), \(now)
+                    FROM input ORDER BY ord
+                ), events AS (
+                    INSERT INTO \(unescaped: tables.events) (job_id, at, kind, detail)
+                    SELECT job_id, \(now), kind, detail
+                    FROM unnest(\(eventJobs)::text[], \(eventKinds)::text[], \(eventDetails)::text[]) AS e(job_id, kind, detail)
+                )
+                SELECT pg_notify(\(tables.channel), '')
+                """, logger: logger)
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
+            throw DuplicateJobID()
+        }
+        return results.map { $0! }
+    }
+
+    /// Nullable text travels in arrays as "" (NULL) or "v" + value: arrays of optionals do
+    /// not bind.
+    static func nullable(_ value: String?) -> String {
+        value.map { "v" + $0 } ?? ""
+    }
+
+    // MARK: Claim
+
+    public func claim(_ request: ClaimRequest) async throws -> [Lease] {
+        guard request.limit > 0 else { return [] }
+        let now = clock.now().epochMilliseconds
+        let region = request.region ?? ""
+        let rows = try await rows("""
+            WITH picked AS (
+                SELECT seq FROM \(unescaped: tables.jobs)
+                WHERE state IN ('queued', 'retry_wait') AND run_at <= \(now) AND claim_deadline > \(now)
+                  AND (region_affinity IS NULL OR region_affinity = \(region))
+                ORDER BY priority DESC, run_at, seq
+                LIMIT \(Int64(request.limit))
+                FOR UPDATE SKIP LOCKED
+            ), claimed AS (
+                UPDATE \(unescaped: tables.jobs) j
+                SET state = 'running', attempts = j.attempts + 1, fence = j.fence + 1, ever_claimed = true,
+                    claim_deadline = j.deadline_base + j.ttl_ms, lease_node = \(request.nodeID),
+                    lease_expires_at = \(now) + j.lease_ttl_ms, updated_at = \(now)
+                FROM picked WHERE j.seq = picked.seq
+                RETURNING j.seq, j.id, j.spec, j.priority, j.attempts, j.fence, j.stage_index, j.run_at, j.lease_expires_at,
+                          j.stage_names[j.stage_index + 1] AS stage_name
+            ), attempts AS (
+                INSERT INTO \(unescaped: tables.attempts) (job_id, fence, stage_index, attempt, stage_name, node_id, started_at, outcome)
+                SELECT id, fence, stage_index, attempts, stage_name, \(request.nodeID), \(now), 'running' FROM claimed
+            ), events AS (
+                INSERT INTO \(unescaped: tables.events) (job_id, at, kind, node_id, stage, attempt, fence, detail)
+                SELECT id, \(now), 'claimed', \(request.nodeID), stage_name, attempts, fence,
+                       json_build_object('wait_ms', (\(now) - run_at)::text)::text
+                FROM claimed
+            )
+            SELECT seq, id, spec, priority, attempts, fence, stage_index, run_at, lease_expires_at FROM claimed
+            """)
+        var leases: [(order: (Int64, Int64, Int64), lease: Lease)] = []
+        leases.reserveCapacity(rows.count)
+        for row in rows {
+            let spec = try JobSpec.decode(Data(try row.get("spec", as: String.self).utf8))
+            let lease = Lease(jobID: try row.get("id"), nodeID: request.nodeID, fence: try row.get("fence"),
+                              attempt: Int(try row.get("attempts", as: Int32.self)),
+                              stageIndex: Int(try row.get("stage_index", as: Int32.self)),
+                              expiresAt: Date(epochMilliseconds: try row.get("lease_expires_at")), spec: spec)
+            let order = (-Int64(try row.get("priority", as: Int32.self)), try row.get("run_at", as: Int64.self),
+                         try row.get("seq", as: Int64.self))
+            leases.append((order, lease))
+        }
+        return leases.sorted { $0.order < $1.order }.map(\.lease)
+    }
+}
+
+/// An envelope's job id is taken (reported with the id after the transaction is rolled back).
+struct DuplicateJobID: Error {}

@@ -1,0 +1,202 @@
+import BatonCore
+import BatonStore
+import Foundation
+import Logging
+import NIOSSL
+import PostgresNIO
+
+/// The multi-node engine: every node of a cluster pulls from one PostgreSQL database.
+///
+/// Claims take a batch of rows with `FOR UPDATE SKIP LOCKED` in one statement; completions and
+/// heartbeats of a batch are one statement each; idle nodes are woken by `LISTEN/NOTIFY` on
+/// enqueue and release (polling stays the fallback, and a lost listen connection is opened
+/// again). Every value travels as a bound parameter; only the schema name, checked to be a
+/// plain identifier, is spliced into SQL text.
+public final class PostgresJobStore: JobStore {
+    public struct Options: Sendable {
+        /// The schema that holds Baton's tables; several Baton clusters (or test runs) can share
+        /// one database under different schemas.
+        public var schema = "baton"
+        /// Connections in this process's pool.
+        public var maxConnections = 8
+        /// Open the listen connection that turns NOTIFY into wake-ups.
+        public var listen = true
+        public var connectTimeoutSec: Double = 10
+        /// Drop the schema when the store is closed: for tests and benchmarks that each work
+        /// in a throw-away schema.
+        public var dropSchemaOnClose = false
+        public init() {}
+    }
+
+    let client: PostgresClient
+    let endpoint: PostgresEndpoint
+    let tables: PostgresTables
+    let clock: BatonClock
+    let jitter: @Sendable () -> Double
+    let signal = WorkSignal()
+    let logger: Logger
+    let options: Options
+    private let runTask: Task<Void, Never>
+    private let listenTask: Task<Void, Never>?
+
+    /// Opens a pool against `url` (`postgres://user[:password]@host[:port]/database[?sslmode=…]`).
+    /// Nothing is sent until the first operation; call `migrate()` before using the store.
+    public init(url: String, options: Options = Options(), clock: BatonClock = .system,
+                jitter: @escaping @Sendable () -> Double = { Double.random(in: -1...1) },
+                logger: Logger = Logger(label: "baton.postgres")) throws {
+        let endpoint = try PostgresEndpoint(url: url)
+        let tables = try PostgresTables(schema: options.schema)
+        var configuration = try endpoint.clientConfiguration()
+        configuration.options.maximumConnections = max(1, options.maxConnections)
+        configuration.options.connectTimeout = .milliseconds(Int64(options.connectTimeoutSec * 1000))
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.client = client
+        self.endpoint = endpoint
+        self.tables = tables
+        self.clock = clock
+        self.jitter = jitter
+        self.logger = logger
+        self.options = options
+        self.runTask = Task { await client.run() }
+        if options.listen {
+            let signal = signal
+            self.listenTask = Task {
+                await PostgresListener(endpoint: endpoint, channel: tables.channel, logger: logger).run { signal.notify() }
+            }
+        } else {
+            self.listenTask = nil
+        }
+    }
+
+    public func migrate() async throws {
+        try await transaction { connection, _ in
+            try await PostgresSchema.migrate(connection, tables: self.tables, logger: self.logger)
+        }
+    }
+
+    public func close() async throws {
+        if options.dropSchemaOnClose { try? await dropSchema() }
+        listenTask?.cancel()
+        runTask.cancel()
+        await runTask.value
+        await listenTask?.value
+    }
+
+    public func waitForWork(upTo seconds: Double) async {
+        await signal.wait(upTo: seconds)
+    }
+
+    /// Drops this store's schema with everything in it. For tests and benchmarks.
+    public func dropSchema() async throws {
+        try await execute("DROP SCHEMA IF EXISTS \(unescaped: tables.schema) CASCADE")
+    }
+
+    // MARK: Running statements
+
+    /// Runs one statement outside an explicit transaction and returns its rows.
+    @discardableResult
+    func rows(_ query: PostgresQuery) async throws -> [PostgresRandomAccessRow] {
+        try await mapped {
+            try await self.client.withConnection { connection in
+                try await (connection.rows(query, logger: self.logger))
+            }
+        }
+    }
+
+    func execute(_ query: PostgresQuery) async throws {
+        try await rows(query)
+    }
+
+    /// Runs `body` in one READ COMMITTED transaction with the clock's current time, retrying
+    /// the whole transaction on a deadlock or serialization failure.
+    func transaction<T: Sendable>(_ body: @Sendable (PostgresConnection, Int64) async throws -> T) async throws -> T {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try await mapped {
+                    try await self.client.withConnection { connection in
+                        try await connection.rows("BEGIN", logger: self.logger)
+                        do {
+                            let result = try await body(connection, self.clock.now().epochMilliseconds)
+                            try await connection.rows("COMMIT", logger: self.logger)
+                            return result
+                        } catch {
+                            _ = try? await connection.rows("ROLLBACK", logger: self.logger)
+                            throw error
+                        }
+                    }
+                }
+            } catch let error as RetryableConflict where attempt < 5 {
+                logger.debug("retrying transaction after \(error.sqlState)")
+                try await Task.sleep(for: .milliseconds(Int64(attempt * 5)))
+            }
+        }
+    }
+
+    /// Turns driver errors into `BatonError`s users can act on; deadlocks and serialization
+    /// failures become `RetryableConflict` for `transaction` to retry.
+    func mapped<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as BatonError {
+            throw error
+        } catch let error as RetryableConflict {
+            throw error
+        } catch let error as DuplicateJobID {
+            throw error
+        } catch let error as PSQLError {
+            let state = error.serverInfo?[.sqlState]
+            if state == "40001" || state == "40P01" { throw RetryableConflict(sqlState: state ?? "") }
+            throw BatonError(.storeUnavailable, field: "store", "PostgreSQL at \(endpoint.redacted): \(Self.describe(error))")
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            throw BatonError(.storeUnavailable, field: "store", "PostgreSQL at \(endpoint.redacted): \(error)")
+        }
+    }
+
+    static func describe(_ error: PSQLError) -> String {
+        if let message = error.serverInfo?[.message] {
+            let state = error.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? ""
+            return message + state
+        }
+        return "\(error.code)"
+    }
+}
+
+struct RetryableConflict: Error {
+    let sqlState: String
+}
+
+extension JobStore where Self == PostgresJobStore {
+    /// The multi-node engine on the PostgreSQL database at `url`.
+    public static func postgres(url: String, options: PostgresJobStore.Options = .init(),
+                                clock: BatonClock = .system) throws -> PostgresJobStore {
+        try PostgresJobStore(url: url, options: options, clock: clock)
+    }
+}
+
+extension PostgresConnection {
+    /// Runs one statement and reads its whole result. Always use this rather than `query`
+    /// alone: a statement's error (a constraint violation, say) arrives with its result, and
+    /// a result that is never read would hide it.
+    @discardableResult
+    func rows(_ query: PostgresQuery, logger: Logger) async throws -> [PostgresRandomAccessRow] {
+        var out: [PostgresRandomAccessRow] = []
+        for try await row in try await self.query(query, logger: logger) { out.append(row.makeRandomAccess()) }
+        return out
+    }
+}
+
+extension PostgresRandomAccessRow {
+    /// The column `name` decoded as `T`; a missing column or a type mismatch is a bug, reported
+    /// with the column's name.
+    func get<T: PostgresDecodable>(_ name: String, as type: T.Type = T.self) throws -> T {
+        do {
+            return try self[name].decode(T.self)
+        } catch {
+            throw BatonError(.internal, field: name, "cannot read column \(name) as \(T.self): \(error)")
+        }
+    }
+}

@@ -1,0 +1,124 @@
+import Logging
+import PostgresNIO
+
+/// Numbered schema steps, applied once each at start-up. Several nodes starting together
+/// serialise on a transaction-scoped advisory lock, so each step runs exactly once.
+enum PostgresSchema {
+    /// Each migration is a list of single statements (the extended protocol runs one at a time).
+    static func migrations(_ t: PostgresTables) -> [(version: Int, statements: [String])] {
+        [
+            (1, [
+                """
+                CREATE TABLE \(t.jobs) (
+                    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    id text NOT NULL UNIQUE,
+                    state text NOT NULL,
+                    lane text NOT NULL,
+                    session_key text,
+                    region_affinity text,
+                    priority integer NOT NULL,
+                    idempotency_key text,
+                    spec text NOT NULL,
+                    stage_names text[] NOT NULL,
+                    stage_index integer NOT NULL DEFAULT 0,
+                    stage_count integer NOT NULL,
+                    attempts integer NOT NULL DEFAULT 0,
+                    fence bigint NOT NULL DEFAULT 0,
+                    ever_claimed boolean NOT NULL DEFAULT false,
+                    lease_ttl_ms bigint NOT NULL,
+                    ttl_ms bigint NOT NULL,
+                    enqueued_at bigint NOT NULL,
+                    deadline_base bigint NOT NULL,
+                    claim_deadline bigint NOT NULL,
+                    run_at bigint NOT NULL,
+                    updated_at bigint NOT NULL,
+                    lease_node text,
+                    lease_expires_at bigint,
+                    last_node text,
+                    last_node_at bigint,
+                    retry_count integer NOT NULL DEFAULT 0,
+                    cumulative_backoff_ms bigint NOT NULL DEFAULT 0,
+                    last_error_class text,
+                    last_reason text,
+                    last_message text,
+                    finished_at bigint
+                ) WITH (fillfactor = 80)
+                """,
+                "CREATE INDEX jobs_ready ON \(t.jobs) (priority DESC, run_at, seq) WHERE state IN ('queued', 'retry_wait')",
+                "CREATE INDEX jobs_deadline ON \(t.jobs) (claim_deadline) WHERE state IN ('queued', 'retry_wait')",
+                "CREATE INDEX jobs_lease ON \(t.jobs) (lease_expires_at) WHERE state = 'running'",
+                "CREATE INDEX jobs_lease_node ON \(t.jobs) (lease_node) WHERE state = 'running'",
+                "CREATE INDEX jobs_state ON \(t.jobs) (state, enqueued_at, seq)",
+                "CREATE INDEX jobs_lane ON \(t.jobs) (lane, enqueued_at, seq)",
+                "CREATE INDEX jobs_enqueued ON \(t.jobs) (enqueued_at, seq)",
+                """
+                CREATE TABLE \(t.idempotency) (
+                    key text PRIMARY KEY,
+                    job_id text NOT NULL,
+                    expires_at bigint NOT NULL
+                )
+                """,
+                "CREATE INDEX idempotency_expiry ON \(t.idempotency) (expires_at)",
+                """
+                CREATE TABLE \(t.attempts) (
+                    job_id text NOT NULL,
+                    fence bigint NOT NULL,
+                    stage_index integer NOT NULL,
+                    attempt integer NOT NULL,
+                    stage_name text NOT NULL,
+                    node_id text NOT NULL,
+                    started_at bigint NOT NULL,
+                    finished_at bigint,
+                    outcome text NOT NULL,
+                    error_class text,
+                    reason text,
+                    message text,
+                    exit_code integer,
+                    stdout text,
+                    stderr text,
+                    log_path text,
+                    PRIMARY KEY (job_id, fence, stage_index)
+                )
+                """,
+                """
+                CREATE TABLE \(t.events) (
+                    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    job_id text NOT NULL,
+                    at bigint NOT NULL,
+                    kind text NOT NULL,
+                    node_id text,
+                    stage text,
+                    attempt integer,
+                    fence bigint,
+                    detail text
+                )
+                """,
+                "CREATE INDEX events_job ON \(t.events) (job_id, seq)",
+            ]),
+        ]
+    }
+
+    static func migrate(_ connection: PostgresConnection, tables t: PostgresTables, logger: Logger) async throws {
+        try await connection.rows("SELECT pg_advisory_xact_lock(hashtext(\("baton.migrate." + t.schema)))", logger: logger)
+        try await connection.rows("CREATE SCHEMA IF NOT EXISTS \(unescaped: t.schema)", logger: logger)
+        try await connection.rows("""
+            CREATE TABLE IF NOT EXISTS \(unescaped: t.migrations) (
+                version integer PRIMARY KEY,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )
+            """, logger: logger)
+        var current = 0
+        for row in try await connection.rows("SELECT coalesce(max(version), 0) AS version FROM \(unescaped: t.migrations)",
+                                             logger: logger) {
+            current = Int(try row.get("version", as: Int32.self))
+        }
+        for migration in migrations(t) where migration.version > current {
+            for statement in migration.statements {
+                try await connection.rows(PostgresQuery(unsafeSQL: statement), logger: logger)
+            }
+            try await connection.rows("INSERT INTO \(unescaped: t.migrations) (version) VALUES (\(migration.version))",
+                                       logger: logger)
+            logger.info("applied PostgreSQL migration \(migration.version) in schema \(t.schema)")
+        }
+    }
+}
