@@ -13,9 +13,11 @@ public struct BatonCommand: AsyncParsableCommand {
         discussion: """
             Exit codes: 0 success; 1 the job is not found or not in a state that allows the operation;
             64 bad command line; 65 invalid envelope or configuration; 66 input file unreadable;
-            69 store unavailable; 70 internal error.
+            69 store unavailable; 70 internal error; 75 the node id is held by another live process.
             """,
-        subcommands: [Up.self, Worker.self, Submit.self, Jobs.self, Show.self, DLQ.self, Cancel.self, ConfigCommand.self]
+        version: BatonVersion.current,
+        subcommands: [Up.self, Worker.self, Submit.self, Jobs.self, Show.self, DLQ.self, Cancel.self, Nodes.self,
+                      ConfigCommand.self]
     )
 
     public init() {}
@@ -69,6 +71,7 @@ func exitCode(for code: BatonError.Code) -> Int32 {
     case .unreadableInput: 66
     case .storeUnavailable: 69
     case .internal: 70
+    case .conflict: 75
     default: 1
     }
 }

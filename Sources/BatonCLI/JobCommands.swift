@@ -110,6 +110,9 @@ struct Show: AsyncParsableCommand {
         if let key = job.spec.idempotencyKey { lines.append("key       \(key)") }
         lines.append("attempts  \(job.attempts)/\(job.spec.retry.maxAttempts)   retries \(job.retryCount)   backoff \(Format.duration(job.cumulativeBackoffSec))")
         if let node = job.leaseNode { lines.append("lease     \(node) until \(Format.time(job.leaseExpiresAt))   fence \(job.fence)") }
+        if let node = job.lastNode {
+            lines.append("last node \(node), last heard \(Format.time(job.lastNodeAt))")
+        }
         if let message = job.lastMessage { lines.append("last      \(message)") }
         lines.append("")
         var stages = Table("#", "STAGE", "RUN", "STATUS", "NODE", "TOOK")
@@ -138,6 +141,12 @@ struct Show: AsyncParsableCommand {
                 lines.append("last stderr:")
                 lines.append(tail.split(separator: "\n", omittingEmptySubsequences: false).suffix(10).map { "  " + $0 }.joined(separator: "\n"))
             }
+        }
+        let handovers = Handover.timeline(detail)
+        if !handovers.isEmpty {
+            lines.append("")
+            lines.append("handovers (who held the job, and how long it sat between holders):")
+            lines.append(contentsOf: handovers.map { "  " + $0 })
         }
         lines.append("")
         lines.append("events:")
@@ -253,5 +262,51 @@ struct ConfigCommand: AsyncParsableCommand {
                 for (key, value) in summary { print("  \(key.padding(toLength: 28, withPad: " ", startingAt: 0)) \(value)") }
             }
         }
+    }
+}
+
+/// The handover log of one job as a timeline: every claim (with the node it came from and
+/// the gap since that node was last heard from), every loss and rescue, every release.
+enum Handover {
+    static func timeline(_ detail: JobDetail) -> [String] {
+        let start = detail.job.enqueuedAt
+        var lines: [String] = []
+        func ms(_ value: String?) -> String { value.flatMap(Double.init).map { Format.duration($0 / 1000) } ?? "?" }
+        for event in detail.events {
+            let at = "+" + Format.duration(event.at.timeIntervalSince(start))
+            let stage = event.stage.map { " stage \($0)" } ?? ""
+            let attempt = event.attempt.map { " attempt \($0)" } ?? ""
+            let d = event.detail
+            let text: String
+            switch event.kind {
+            case .claimed:
+                var t = "claimed by \(event.nodeID ?? "?")\(stage)\(attempt)"
+                if let from = d["from_node"] {
+                    t += from == event.nodeID ? ", again after \(ms(d["handover_ms"]))" : ", handed over from \(from) after \(ms(d["handover_ms"]))"
+                } else {
+                    t += " after waiting \(ms(d["wait_ms"]))"
+                }
+                if d["region_fallback"] == "true" {
+                    t += " (region fallback: wanted \(d["region_affinity"] ?? "?"), node in \(d["node_region"].flatMap { $0.isEmpty ? nil : $0 } ?? "no region"))"
+                }
+                text = t
+            case .heartbeatLost:
+                text = "lost by \(event.nodeID ?? d["from_node"] ?? "?")\(stage): \(d["reason"] ?? "lease_expired"), silent \(ms(d["silent_ms"]))"
+            case .rescued:
+                text = "rescued from \(d["from_node"] ?? "?"), queued again"
+            case .released:
+                text = "released by \(event.nodeID ?? "?")\(stage) (\(d["reason"] ?? "-")), queued again"
+            case .completed:
+                text = "completed on \(event.nodeID ?? "?")"
+            case .deadLettered where d["from_node"] != nil:
+                text = "dead-lettered after losing \(d["from_node"] ?? "?") (\(d["reason"] ?? "-"))"
+            default:
+                continue
+            }
+            lines.append(at.padding(toLength: 10, withPad: " ", startingAt: 0) + text)
+        }
+        // Only worth showing when the job changed hands or was lost at least once.
+        let claims = detail.events.filter { $0.kind == .claimed }.count
+        return claims > 1 || lines.contains(where: { $0.contains("lost by") }) ? lines : []
     }
 }

@@ -76,8 +76,11 @@ extension JobRecord {
         set("idempotency_key", spec.idempotencyKey)
         set("session_key", spec.sessionKey)
         set("region_affinity", spec.regionAffinity)
+        if let fallback = spec.regionFallbackAfterSec { fields["region_fallback_after_sec"] = .int(Int64(fallback)) }
         set("lease_node", leaseNode)
         set("lease_expires_at", leaseExpiresAt.map { Format.time($0) })
+        set("last_node", lastNode)
+        set("last_node_at", lastNodeAt.map { Format.time($0) })
         set("last_error_class", lastErrorClass?.rawValue)
         set("last_reason", lastReason)
         set("last_message", lastMessage)

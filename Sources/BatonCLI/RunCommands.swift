@@ -19,7 +19,8 @@ enum NodeRunner {
             options: WorkerOptions(nodeID: node.id, region: node.region, tags: node.tags, capacity: node.capacity,
                                    pollIntervalSec: Double(node.pollIntervalMs) / 1000, drainTimeoutSec: node.drainTimeoutSec,
                                    rescueIntervalSec: node.rescueIntervalSec, logDirectory: config.logs.dir,
-                                   captureBytes: config.logs.captureBytes),
+                                   captureBytes: config.logs.captureBytes, heartbeatIntervalSec: node.heartbeatIntervalSec,
+                                   deadAfterMissed: node.deadAfterMissed, configHash: config.configHash),
             logger: logger)
         if banner {
             logger.info("baton is up", metadata: [

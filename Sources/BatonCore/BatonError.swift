@@ -19,6 +19,8 @@ public struct BatonError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let staleLease = Code(rawValue: "stale_lease")
         /// The operation is not allowed in the object's current state.
         public static let invalidState = Code(rawValue: "invalid_state")
+        /// Another live party already holds the name (a second process with a live node id).
+        public static let conflict = Code(rawValue: "conflict")
         /// The store cannot be reached or refused the operation.
         public static let storeUnavailable = Code(rawValue: "store_unavailable")
         /// A bug or an unexpected condition inside Baton.

@@ -28,7 +28,7 @@ public struct EnvelopeReader: Sendable {
 
     static let keys = [
         "schema_version", "job_id", "idempotency_key", "dedupe_window_sec", "lane", "session_key",
-        "region_affinity", "priority", "stages", "queue_timeout_sec", "exec_timeout_sec",
+        "region_affinity", "region_fallback_after_sec", "priority", "stages", "queue_timeout_sec", "exec_timeout_sec",
         "lease_ttl_sec", "ttl_sec", "retry", "artifact_uri", "payload",
     ]
     static let stageKeys = ["name", "run", "timeout_sec", "transient_exit_codes", "env", "workdir"]
@@ -83,6 +83,11 @@ public struct EnvelopeReader: Sendable {
                                 what: "a lane name of letters, digits and - _ . :") ?? defaults.lane
         let sessionKey = try r.string("session_key", maxLength: 512)
         let region = try r.string("region_affinity", maxLength: 64)
+        let regionFallback = try r.int("region_fallback_after_sec", in: 0...31_536_000)
+        if regionFallback != nil && region == nil {
+            throw BatonError(.invalidInput, field: r.field("region_fallback_after_sec"),
+                             "only applies with region_affinity: expected region_affinity to be set as well")
+        }
         let priority = try r.int("priority", in: -1000...1000) ?? 0
         guard let rawStages = try r.array("stages", maxCount: limits.maxStages) else {
             throw BatonError(.invalidInput, field: r.field("stages"), "is required: expected an array of 1 to \(limits.maxStages) stages")
@@ -114,7 +119,8 @@ public struct EnvelopeReader: Sendable {
                              "expected at most \(limits.maxPayloadBytes) bytes of JSON, got \(payloadBytes); keep large data in artifact_uri")
         }
         return JobSpec(id: id, idempotencyKey: idempotencyKey, dedupeWindowSec: dedupeWindow, lane: lane,
-                       sessionKey: sessionKey, regionAffinity: region, priority: priority, stages: stages,
+                       sessionKey: sessionKey, regionAffinity: region, regionFallbackAfterSec: regionFallback,
+                       priority: priority, stages: stages,
                        queueTimeoutSec: queueTimeout, execTimeoutSec: execTimeout, leaseTTLSec: leaseTTL,
                        ttlSec: ttl, retry: retry, artifactURI: artifactURI, payload: payload)
     }
@@ -194,6 +200,7 @@ extension JobSpec {
         if let idempotencyKey { fields["idempotency_key"] = .string(idempotencyKey) }
         if let sessionKey { fields["session_key"] = .string(sessionKey) }
         if let regionAffinity { fields["region_affinity"] = .string(regionAffinity) }
+        if let regionFallbackAfterSec { fields["region_fallback_after_sec"] = .int(Int64(regionFallbackAfterSec)) }
         if let queueTimeoutSec { fields["queue_timeout_sec"] = .int(Int64(queueTimeoutSec)) }
         if let artifactURI { fields["artifact_uri"] = .string(artifactURI) }
         return .object(fields)

@@ -7,7 +7,7 @@ extension JobSpec: Codable {
     enum CodingKeys: String, CodingKey {
         case schemaVersion = "schema_version", id = "job_id", idempotencyKey = "idempotency_key"
         case dedupeWindowSec = "dedupe_window_sec", lane, sessionKey = "session_key"
-        case regionAffinity = "region_affinity", priority, stages, queueTimeoutSec = "queue_timeout_sec"
+        case regionAffinity = "region_affinity", regionFallbackAfterSec = "region_fallback_after_sec", priority, stages, queueTimeoutSec = "queue_timeout_sec"
         case execTimeoutSec = "exec_timeout_sec", leaseTTLSec = "lease_ttl_sec", ttlSec = "ttl_sec", retry
         case artifactURI = "artifact_uri", payload
     }
@@ -26,6 +26,7 @@ extension JobSpec: Codable {
             lane: try c.decode(String.self, forKey: .lane),
             sessionKey: try c.decodeIfPresent(String.self, forKey: .sessionKey),
             regionAffinity: try c.decodeIfPresent(String.self, forKey: .regionAffinity),
+            regionFallbackAfterSec: try c.decodeIfPresent(Int.self, forKey: .regionFallbackAfterSec),
             priority: try c.decode(Int.self, forKey: .priority),
             stages: try c.decode([StageSpec].self, forKey: .stages),
             queueTimeoutSec: try c.decodeIfPresent(Int.self, forKey: .queueTimeoutSec),
@@ -46,6 +47,7 @@ extension JobSpec: Codable {
         try c.encode(lane, forKey: .lane)
         try c.encodeIfPresent(sessionKey, forKey: .sessionKey)
         try c.encodeIfPresent(regionAffinity, forKey: .regionAffinity)
+        try c.encodeIfPresent(regionFallbackAfterSec, forKey: .regionFallbackAfterSec)
         try c.encode(priority, forKey: .priority)
         try c.encode(stages, forKey: .stages)
         try c.encodeIfPresent(queueTimeoutSec, forKey: .queueTimeoutSec)

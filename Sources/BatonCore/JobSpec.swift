@@ -51,6 +51,9 @@ public struct JobSpec: Sendable, Hashable {
     public var lane: String
     public var sessionKey: String?
     public var regionAffinity: String?
+    /// With `regionAffinity`: once the job has waited this long to be claimed, a node of any
+    /// region may take it (recorded in the claim event). `nil`: only that region, ever.
+    public var regionFallbackAfterSec: Int?
     public var priority: Int
     public var stages: [StageSpec]
     public var queueTimeoutSec: Int?
@@ -63,7 +66,7 @@ public struct JobSpec: Sendable, Hashable {
 
     public init(id: String, idempotencyKey: String? = nil, dedupeWindowSec: Int = JobDefaults.standard.dedupeWindowSec,
                 lane: String = JobDefaults.standard.lane, sessionKey: String? = nil, regionAffinity: String? = nil,
-                priority: Int = 0, stages: [StageSpec], queueTimeoutSec: Int? = nil,
+                regionFallbackAfterSec: Int? = nil, priority: Int = 0, stages: [StageSpec], queueTimeoutSec: Int? = nil,
                 execTimeoutSec: Int = JobDefaults.standard.execTimeoutSec,
                 leaseTTLSec: Int = JobDefaults.standard.leaseTTLSec, ttlSec: Int = JobDefaults.standard.ttlSec,
                 retry: RetryPolicy = .standard, artifactURI: String? = nil, payload: JSONValue = .object([:])) {
@@ -73,6 +76,7 @@ public struct JobSpec: Sendable, Hashable {
         self.lane = lane
         self.sessionKey = sessionKey
         self.regionAffinity = regionAffinity
+        self.regionFallbackAfterSec = regionFallbackAfterSec
         self.priority = priority
         self.stages = stages
         self.queueTimeoutSec = queueTimeoutSec

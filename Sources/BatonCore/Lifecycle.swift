@@ -131,8 +131,9 @@ public enum Lifecycle {
     /// What follows when a running job's lease expired without a heartbeat (its node died,
     /// stalled or lost the store). The attempt counts: a job that kills its nodes must not
     /// loop forever. It is queued again at once, since the failure was not the job's code.
-    public static func afterLeaseExpired(attempt: Int, policy: RetryPolicy, now: Date, deadline: Date) -> FailureDecision {
-        guard policy.hasAttemptsLeft(after: attempt) else { return .deadLetter(reason: "lease_expired") }
+    public static func afterLeaseExpired(attempt: Int, policy: RetryPolicy, now: Date, deadline: Date,
+                                         reason: String = "lease_expired") -> FailureDecision {
+        guard policy.hasAttemptsLeft(after: attempt) else { return .deadLetter(reason: reason) }
         if now >= deadline { return .expire(reason: "ttl") }
         return .retry(at: now, delaySec: 0)
     }

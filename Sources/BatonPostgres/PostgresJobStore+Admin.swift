@@ -10,53 +10,26 @@ extension PostgresJobStore {
         let report = try await transaction { connection, now in
             var report = RescueReport()
             let at = Date(epochMilliseconds: now)
+            // Silent nodes first: their jobs are taken back now, not when each lease runs out.
+            let dead = try await (connection.rows("""
+                UPDATE \(unescaped: self.tables.nodes) SET state = 'dead'
+                WHERE state = 'live' AND last_seen + dead_after_ms <= \(now)
+                RETURNING id
+                """, logger: self.logger)).map { try $0.get("id", as: String.self) }
+            report.deadNodes = dead.sorted()
+            if !dead.isEmpty {
+                let held = try await (connection.rows("""
+                    \(unescaped: self.runningColumns) WHERE state = 'running' AND lease_node = ANY(\(dead))
+                    ORDER BY seq FOR UPDATE SKIP LOCKED
+                    """, logger: self.logger))
+                try await self.rescue(connection, held, loss: .nodeDead, now: now, into: &report)
+            }
             let lost = try await (connection.rows("""
-                SELECT id, spec, attempts, fence, stage_index, lease_node, lease_expires_at, lease_ttl_ms, deadline_base
-                FROM \(unescaped: self.tables.jobs)
-                WHERE state = 'running' AND lease_expires_at <= \(now)
+                \(unescaped: self.runningColumns) WHERE state = 'running' AND lease_expires_at <= \(now)
                 ORDER BY lease_expires_at LIMIT 1000
                 FOR UPDATE SKIP LOCKED
                 """, logger: self.logger))
-            for row in lost {
-                let id: String = try row.get("id")
-                let spec = try JobSpec.decode(Data(try row.get("spec", as: String.self).utf8))
-                let attempts = Int(try row.get("attempts", as: Int32.self))
-                let fence: Int64 = try row.get("fence")
-                let stageIndex = Int(try row.get("stage_index", as: Int32.self))
-                let node: String? = try row.get("lease_node")
-                let stage = spec.stages[stageIndex].name
-                let expiredAt: Int64 = try row.get("lease_expires_at")
-                try await self.appendEvent(connection, JobEvent(jobID: id, at: at, kind: .heartbeatLost, nodeID: node, stage: stage,
-                                                                attempt: attempts, fence: fence,
-                                                                detail: ["lease_expired_ms_ago": String(now - expiredAt)]))
-                let failure = Failure.transient("lease_expired", "no heartbeat from node \(node ?? "?") before the lease ran out")
-                try await self.finishAttempt(connection, jobID: id, fence: fence, stageIndex: stageIndex, at: now,
-                                             outcome: .leaseExpired, failure: failure)
-                let deadline = Date(epochMilliseconds: try row.get("deadline_base")).addingTimeInterval(Double(spec.ttlSec))
-                switch Lifecycle.afterLeaseExpired(attempt: attempts, policy: spec.retry, now: at, deadline: deadline) {
-                case .retry:
-                    try await connection.rows("""
-                        UPDATE \(unescaped: self.tables.jobs) SET state = 'queued', lease_node = NULL, lease_expires_at = NULL,
-                            last_node = \(node), last_node_at = \(now), last_error_class = \(failure.errorClass.rawValue),
-                            last_reason = \(failure.reason), last_message = \(failure.message), updated_at = \(now)
-                        WHERE id = \(id)
-                        """, logger: self.logger)
-                    try await self.appendEvent(connection, JobEvent(jobID: id, at: at, kind: .rescued, stage: stage,
-                                                                    attempt: attempts, fence: fence,
-                                                                    detail: ["from_node": node ?? "", "reason": "lease_expired"]))
-                    report.requeued.append(id)
-                case .deadLetter(let reason), .expire(let reason):
-                    let state: JobState = reason == "ttl" ? .expired : .dead
-                    try await self.finish(connection, jobID: id, state: state, failure: failure, reason: reason, now: now,
-                                          lastNode: node)
-                    try await self.appendEvent(connection, JobEvent(jobID: id, at: at, kind: state == .dead ? .deadLettered : .expired,
-                                                                    stage: stage, attempt: attempts, fence: fence,
-                                                                    detail: ["reason": reason, "from_node": node ?? ""]))
-                    if state == .dead { report.deadLettered.append(id) } else { report.expired.append(id) }
-                case .cancel:
-                    break
-                }
-            }
+            try await self.rescue(connection, lost, loss: .leaseExpired, now: now, into: &report)
             let late = try await (connection.rows("""
                 SELECT id, spec, ever_claimed, deadline_base FROM \(unescaped: self.tables.jobs)
                 WHERE state IN ('queued', 'retry_wait') AND claim_deadline <= \(now)
@@ -86,6 +59,43 @@ extension PostgresJobStore {
         }
         if !report.requeued.isEmpty { signal.notify() }
         return report
+    }
+
+    var runningColumns: String {
+        "SELECT id, spec, attempts, fence, stage_index, lease_node, deadline_base, last_node_at FROM \(tables.jobs)"
+    }
+
+    /// Takes back running jobs (rows of `runningColumns`, locked) lost to `loss`.
+    func rescue(_ connection: PostgresConnection, _ rows: [PostgresRandomAccessRow], loss: LeaseLoss, now: Int64,
+                into report: inout RescueReport) async throws {
+        let at = Date(epochMilliseconds: now)
+        for row in rows {
+            let id: String = try row.get("id")
+            let spec = try JobSpec.decode(Data(try row.get("spec", as: String.self).utf8))
+            let fence: Int64 = try row.get("fence")
+            let stageIndex = Int(try row.get("stage_index", as: Int32.self))
+            let rescue = LeaseRescue(jobID: id, spec: spec, attempts: Int(try row.get("attempts", as: Int32.self)), fence: fence,
+                                     stageIndex: stageIndex, node: try row.get("lease_node"),
+                                     deadlineBase: Date(epochMilliseconds: try row.get("deadline_base")),
+                                     lastHeardAt: (try row.get("last_node_at", as: Int64?.self)).map(Date.init(epochMilliseconds:)),
+                                     loss: loss, now: at)
+            try await finishAttempt(connection, jobID: id, fence: fence, stageIndex: stageIndex, at: now, outcome: .leaseExpired,
+                                    failure: rescue.failure)
+            switch rescue.outcome {
+            case .requeue:
+                try await connection.rows("""
+                    UPDATE \(unescaped: tables.jobs) SET state = 'queued', lease_node = NULL, lease_expires_at = NULL,
+                        last_error_class = \(rescue.failure.errorClass.rawValue), last_reason = \(rescue.failure.reason),
+                        last_message = \(rescue.failure.message), updated_at = \(now)
+                    WHERE id = \(id)
+                    """, logger: logger)
+                report.requeued.append(id)
+            case .finish(let state, let reason):
+                try await finish(connection, jobID: id, state: state, failure: rescue.failure, reason: reason, now: now)
+                if state == .dead { report.deadLettered.append(id) } else { report.expired.append(id) }
+            }
+            for event in rescue.events { try await appendEvent(connection, event) }
+        }
     }
 
     // MARK: Cancel and redrive
@@ -211,6 +221,8 @@ extension PostgresJobStore {
             updatedAt: Date(epochMilliseconds: try row.get("updated_at")),
             runAt: Date(epochMilliseconds: try row.get("run_at")), leaseNode: try row.get("lease_node"),
             leaseExpiresAt: (try row.get("lease_expires_at", as: Int64?.self)).map(Date.init(epochMilliseconds:)),
+            lastNode: try row.get("last_node"),
+            lastNodeAt: (try row.get("last_node_at", as: Int64?.self)).map(Date.init(epochMilliseconds:)),
             retryCount: Int(try row.get("retry_count", as: Int32.self)),
             cumulativeBackoffSec: Double(try row.get("cumulative_backoff_ms", as: Int64.self)) / 1000,
             lastErrorClass: (try row.get("last_error_class", as: String?.self)).flatMap(ErrorClass.init(rawValue:)),

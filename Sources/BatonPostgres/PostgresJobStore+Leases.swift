@@ -41,7 +41,8 @@ extension PostgresJobStore {
                 SELECT * FROM unnest(\(leases.map(\.jobID))::text[], \(leases.map(\.fence))::bigint[],
                                      \(leases.map(\.nodeID))::text[]) WITH ORDINALITY AS t(id, fence, node, ord)
             )
-            UPDATE \(unescaped: tables.jobs) j SET lease_expires_at = \(now) + j.lease_ttl_ms, updated_at = \(now)
+            UPDATE \(unescaped: tables.jobs) j SET lease_expires_at = \(now) + j.lease_ttl_ms, last_node_at = \(now),
+                updated_at = \(now)
             FROM input i
             WHERE j.id = i.id AND j.fence = i.fence AND j.state = 'running' AND j.lease_node = i.node
             RETURNING i.ord, j.lease_expires_at
@@ -86,7 +87,7 @@ extension PostgresJobStore {
                     lease_node = CASE WHEN i.stage_index + 1 < j.stage_count THEN j.lease_node END,
                     lease_expires_at = CASE WHEN i.stage_index + 1 < j.stage_count THEN \(now) + j.lease_ttl_ms END,
                     finished_at = CASE WHEN i.stage_index + 1 < j.stage_count THEN NULL ELSE \(now) END,
-                    updated_at = \(now)
+                    last_node_at = \(now), updated_at = \(now)
                 FROM input i
                 WHERE j.id = i.id AND j.fence = i.fence AND j.stage_index = i.stage_index AND j.state = 'running'
                 RETURNING i.ord, j.id, j.fence, i.stage_index AS done_index, j.state, j.attempts, j.lease_expires_at,

@@ -89,12 +89,15 @@ extension PostgresJobStore {
         var ids: [String] = [], lanes: [String] = [], sessions: [String] = [], regions: [String] = []
         var priorities: [Int64] = [], keys: [String] = [], json: [String] = [], names: [String] = []
         var counts: [Int64] = [], leaseTTLs: [Int64] = [], ttls: [Int64] = [], deadlines: [Int64] = []
+        var fallbacks: [Int64] = []
         for index in indices {
             let spec = specs[index]
             ids.append(spec.id)
             lanes.append(spec.lane)
             sessions.append(Self.nullable(spec.sessionKey))
             regions.append(Self.nullable(spec.regionAffinity))
+            // -1 stands for NULL (no fallback): arrays of optionals do not bind.
+            fallbacks.append(spec.regionFallbackAfterSec.map { Int64($0) * 1000 } ?? -1)
             priorities.append(Int64(spec.priority))
             keys.append(Self.nullable(spec.idempotencyKey))
             json.append(encoded[index])
@@ -129,19 +132,20 @@ extension PostgresJobStore {
                 WITH input AS (
                     SELECT * FROM unnest(\(ids)::text[], \(lanes)::text[], \(sessions)::text[], \(regions)::text[],
                                          \(priorities)::bigint[], \(keys)::text[], \(json)::text[], \(names)::text[],
-                                         \(counts)::bigint[], \(leaseTTLs)::bigint[], \(ttls)::bigint[], \(deadlines)::bigint[])
+                                         \(counts)::bigint[], \(leaseTTLs)::bigint[], \(ttls)::bigint[], \(deadlines)::bigint[],
+                                         \(fallbacks)::bigint[])
                         WITH ORDINALITY AS t(id, lane, session_key, region_affinity, priority, idempotency_key, spec, names,
-                                             stage_count, lease_ttl_ms, ttl_ms, claim_deadline, ord)
+                                             stage_count, lease_ttl_ms, ttl_ms, claim_deadline, region_fallback_ms, ord)
                 ), jobs AS (
                     INSERT INTO \(unescaped: tables.jobs) (id, state, lane, session_key, region_affinity, priority, idempotency_key,
                         spec, stage_names, stage_count, lease_ttl_ms, ttl_ms, enqueued_at, deadline_base, claim_deadline,
-                        run_at, updated_at)
+                        run_at, updated_at, region_fallback_ms)
                     SELECT id, 'queued', lane,
                            CASE WHEN session_key = '' THEN NULL ELSE substr(session_key, 2) END,
                            CASE WHEN region_affinity = '' THEN NULL ELSE substr(region_affinity, 2) END,
                            priority, CASE WHEN idempotency_key = '' THEN NULL ELSE substr(idempotency_key, 2) END,
                            spec, string_to_array(names, chr(31)), stage_count, lease_ttl_ms, ttl_ms,
-                           \(now), \(now), claim_deadline, \(now), \(now)
+                           \(now), \(now), claim_deadline, \(now), \(now), nullif(region_fallback_ms, -1)
                     FROM input ORDER BY ord
                 ), events AS (
                     INSERT INTO \(unescaped: tables.events) (job_id, at, kind, detail)
@@ -170,9 +174,9 @@ extension PostgresJobStore {
         let region = request.region ?? ""
         let rows = try await rows("""
             WITH picked AS (
-                SELECT seq FROM \(unescaped: tables.jobs)
+                SELECT seq, last_node AS previous_node, last_node_at AS previous_node_at FROM \(unescaped: tables.jobs)
                 WHERE state IN ('queued', 'retry_wait') AND run_at <= \(now) AND claim_deadline > \(now)
-                  AND (region_affinity IS NULL OR region_affinity = \(region))
+                  AND (region_affinity IS NULL OR region_affinity = \(region) OR run_at + region_fallback_ms <= \(now))
                 ORDER BY priority DESC, run_at, seq
                 LIMIT \(Int64(request.limit))
                 FOR UPDATE SKIP LOCKED
@@ -180,17 +184,25 @@ extension PostgresJobStore {
                 UPDATE \(unescaped: tables.jobs) j
                 SET state = 'running', attempts = j.attempts + 1, fence = j.fence + 1, ever_claimed = true,
                     claim_deadline = j.deadline_base + j.ttl_ms, lease_node = \(request.nodeID),
-                    lease_expires_at = \(now) + j.lease_ttl_ms, updated_at = \(now)
+                    lease_expires_at = \(now) + j.lease_ttl_ms, last_node = \(request.nodeID), last_node_at = \(now),
+                    updated_at = \(now)
                 FROM picked WHERE j.seq = picked.seq
                 RETURNING j.seq, j.id, j.spec, j.priority, j.attempts, j.fence, j.stage_index, j.run_at, j.lease_expires_at,
-                          j.stage_names[j.stage_index + 1] AS stage_name
+                          j.stage_names[j.stage_index + 1] AS stage_name, j.region_affinity, picked.previous_node,
+                          picked.previous_node_at
             ), attempts AS (
                 INSERT INTO \(unescaped: tables.attempts) (job_id, fence, stage_index, attempt, stage_name, node_id, started_at, outcome)
                 SELECT id, fence, stage_index, attempts, stage_name, \(request.nodeID), \(now), 'running' FROM claimed
             ), events AS (
                 INSERT INTO \(unescaped: tables.events) (job_id, at, kind, node_id, stage, attempt, fence, detail)
                 SELECT id, \(now), 'claimed', \(request.nodeID), stage_name, attempts, fence,
-                       json_build_object('wait_ms', (\(now) - run_at)::text)::text
+                       -- The same detail as ClaimHandover builds for the SQLite engine.
+                       json_strip_nulls(json_build_object(
+                           'wait_ms', (\(now) - run_at)::text, 'to_node', \(request.nodeID)::text,
+                           'from_node', previous_node, 'handover_ms', (\(now) - previous_node_at)::text,
+                           'region_fallback', CASE WHEN region_affinity <> \(region) THEN 'true' END,
+                           'region_affinity', CASE WHEN region_affinity <> \(region) THEN region_affinity END,
+                           'node_region', CASE WHEN region_affinity <> \(region) THEN \(region)::text END))::text
                 FROM claimed
             )
             SELECT seq, id, spec, priority, attempts, fence, stage_index, run_at, lease_expires_at FROM claimed

@@ -95,6 +95,28 @@ enum PostgresSchema {
                 """,
                 "CREATE INDEX events_job ON \(t.events) (job_id, seq)",
             ]),
+            (2, [
+                "ALTER TABLE \(t.jobs) ADD COLUMN region_fallback_ms bigint",
+                """
+                CREATE TABLE \(t.nodes) (
+                    id text PRIMARY KEY,
+                    instance text NOT NULL,
+                    host text NOT NULL,
+                    pid integer NOT NULL,
+                    region text,
+                    tags text NOT NULL,
+                    capacity integer NOT NULL,
+                    version text NOT NULL,
+                    config_hash text NOT NULL,
+                    heartbeat_interval_ms bigint NOT NULL,
+                    dead_after_ms bigint NOT NULL,
+                    state text NOT NULL,
+                    started_at bigint NOT NULL,
+                    last_seen bigint NOT NULL,
+                    in_flight integer NOT NULL DEFAULT 0
+                )
+                """,
+            ]),
         ]
     }
 

@@ -10,47 +10,22 @@ extension SQLiteJobStore {
         let report = try await write { db, now in
             var report = RescueReport()
             let at = Date(epochMilliseconds: now)
-            let lost = try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT id, spec, attempts, fence, stage_index, lease_node, lease_expires_at, deadline_base FROM jobs INDEXED BY jobs_lease
-                WHERE state = 'running' AND lease_expires_at <= ? LIMIT 1000
+            // Silent nodes first: their jobs are taken back now, not when each lease runs out.
+            let silent = try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT id, last_seen FROM nodes WHERE state = 'live' AND last_seen + dead_after_ms <= ?
                 """), arguments: [now])
-            for row in lost {
-                let id: String = row["id"]
-                let spec = try JobSpec.decode(Data((row["spec"] as String).utf8))
-                let attempts: Int = row["attempts"]
-                let fence: Int64 = row["fence"]
-                let stageIndex: Int = row["stage_index"]
-                let node: String? = row["lease_node"]
-                let stage = spec.stages[stageIndex].name
-                let expiredAt: Int64 = row["lease_expires_at"]
-                try Self.appendEvent(db, JobEvent(jobID: id, at: at, kind: .heartbeatLost, nodeID: node, stage: stage,
-                                                  attempt: attempts, fence: fence,
-                                                  detail: ["lease_expired_ms_ago": String(now - expiredAt)]))
-                let failure = Failure.transient("lease_expired", "no heartbeat from node \(node ?? "?") before the lease ran out")
-                try Self.finishAttempt(db, jobID: id, fence: fence, stageIndex: stageIndex, at: now, outcome: .leaseExpired,
-                                       failure: failure)
-                let deadline = Date(epochMilliseconds: row["deadline_base"]).addingTimeInterval(Double(spec.ttlSec))
-                switch Lifecycle.afterLeaseExpired(attempt: attempts, policy: spec.retry, now: at, deadline: deadline) {
-                case .retry:
-                    try db.cachedStatement(sql: """
-                        UPDATE jobs SET state = 'queued', lease_node = NULL, lease_expires_at = NULL, last_error_class = ?,
-                                        last_reason = ?, last_message = ?, updated_at = ?
-                        WHERE id = ?
-                        """).execute(arguments: [failure.errorClass.rawValue, failure.reason, failure.message, now, id])
-                    try Self.appendEvent(db, JobEvent(jobID: id, at: at, kind: .rescued, stage: stage, attempt: attempts, fence: fence,
-                                                      detail: ["from_node": node ?? "", "reason": "lease_expired"]))
-                    report.requeued.append(id)
-                case .deadLetter(let reason), .expire(let reason):
-                    let state: JobState = reason == "ttl" ? .expired : .dead
-                    try Self.finish(db, jobID: id, state: state, failure: failure, reason: reason, now: now)
-                    try Self.appendEvent(db, JobEvent(jobID: id, at: at, kind: state == .dead ? .deadLettered : .expired,
-                                                      stage: stage, attempt: attempts, fence: fence,
-                                                      detail: ["reason": reason, "from_node": node ?? ""]))
-                    if state == .dead { report.deadLettered.append(id) } else { report.expired.append(id) }
-                case .cancel:
-                    break
-                }
+            for node in silent {
+                let id: String = node["id"]
+                try db.cachedStatement(sql: "UPDATE nodes SET state = 'dead' WHERE id = ?").execute(arguments: [id])
+                report.deadNodes.append(id)
+                let held = try Row.fetchAll(db.cachedStatement(sql: "\(Self.runningColumns) WHERE state = 'running' AND lease_node = ?"),
+                                            arguments: [id])
+                try Self.rescue(db, held, loss: .nodeDead, now: now, into: &report)
             }
+            let lost = try Row.fetchAll(db.cachedStatement(sql: """
+                \(Self.runningColumns) INDEXED BY jobs_lease WHERE state = 'running' AND lease_expires_at <= ? LIMIT 1000
+                """), arguments: [now])
+            try Self.rescue(db, lost, loss: .leaseExpired, now: now, into: &report)
             let late = try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT id, spec, ever_claimed, deadline_base FROM jobs INDEXED BY jobs_deadline
                 WHERE state IN ('queued', 'retry_wait') AND claim_deadline <= ? LIMIT 1000
@@ -73,6 +48,41 @@ extension SQLiteJobStore {
         }
         if !report.requeued.isEmpty { signal.notify() }
         return report
+    }
+
+    static let runningColumns = """
+        SELECT id, spec, attempts, fence, stage_index, lease_node, deadline_base, last_node_at FROM jobs
+        """
+
+    /// Takes back running jobs (rows of `runningColumns`) lost to `loss`.
+    static func rescue(_ db: Database, _ rows: [Row], loss: LeaseLoss, now: Int64, into report: inout RescueReport) throws {
+        let at = Date(epochMilliseconds: now)
+        for row in rows {
+            let id: String = row["id"]
+            let spec = try JobSpec.decode(Data((row["spec"] as String).utf8))
+            let fence: Int64 = row["fence"]
+            let stageIndex: Int = row["stage_index"]
+            let rescue = LeaseRescue(jobID: id, spec: spec, attempts: row["attempts"], fence: fence, stageIndex: stageIndex,
+                                     node: row["lease_node"], deadlineBase: Date(epochMilliseconds: row["deadline_base"]),
+                                     lastHeardAt: (row["last_node_at"] as Int64?).map(Date.init(epochMilliseconds:)),
+                                     loss: loss, now: at)
+            try finishAttempt(db, jobID: id, fence: fence, stageIndex: stageIndex, at: now, outcome: .leaseExpired,
+                              failure: rescue.failure)
+            switch rescue.outcome {
+            case .requeue:
+                try db.cachedStatement(sql: """
+                    UPDATE jobs SET state = 'queued', lease_node = NULL, lease_expires_at = NULL, last_error_class = ?,
+                                    last_reason = ?, last_message = ?, updated_at = ?
+                    WHERE id = ?
+                    """).execute(arguments: [rescue.failure.errorClass.rawValue, rescue.failure.reason, rescue.failure.message,
+                                             now, id])
+                report.requeued.append(id)
+            case .finish(let state, let reason):
+                try finish(db, jobID: id, state: state, failure: rescue.failure, reason: reason, now: now)
+                if state == .dead { report.deadLettered.append(id) } else { report.expired.append(id) }
+            }
+            for event in rescue.events { try appendEvent(db, event) }
+        }
     }
 
     // MARK: Cancel and redrive
@@ -205,6 +215,7 @@ extension SQLiteJobStore {
             enqueuedAt: Date(epochMilliseconds: row["enqueued_at"]), updatedAt: Date(epochMilliseconds: row["updated_at"]),
             runAt: Date(epochMilliseconds: row["run_at"]), leaseNode: row["lease_node"],
             leaseExpiresAt: (row["lease_expires_at"] as Int64?).map(Date.init(epochMilliseconds:)),
+            lastNode: row["last_node"], lastNodeAt: (row["last_node_at"] as Int64?).map(Date.init(epochMilliseconds:)),
             retryCount: row["retry_count"], cumulativeBackoffSec: Double(row["cumulative_backoff_ms"] as Int64) / 1000,
             lastErrorClass: (row["last_error_class"] as String?).flatMap(ErrorClass.init(rawValue:)),
             lastReason: row["last_reason"], lastMessage: row["last_message"],

@@ -37,9 +37,9 @@ extension SQLiteJobStore {
             try leases.map { lease in
                 let expires = now + Int64(lease.spec.leaseTTLSec) * 1000
                 try db.cachedStatement(sql: """
-                    UPDATE jobs SET lease_expires_at = ?, updated_at = ?
+                    UPDATE jobs SET lease_expires_at = ?, last_node_at = ?, updated_at = ?
                     WHERE id = ? AND fence = ? AND state = 'running' AND lease_node = ?
-                    """).execute(arguments: [expires, now, lease.jobID, lease.fence, lease.nodeID])
+                    """).execute(arguments: [expires, now, now, lease.jobID, lease.fence, lease.nodeID])
                 if db.changesCount == 1 { return .extended(until: Date(epochMilliseconds: expires)) }
                 switch try Self.fencedRow(db, lease, op: "heartbeat", now: now) {
                 case .failure(let error): return .lost(reason: error.message)
@@ -71,8 +71,8 @@ extension SQLiteJobStore {
                     let next = lease.stageIndex + 1
                     let expires = now + Int64(lease.spec.leaseTTLSec) * 1000
                     try db.cachedStatement(sql: """
-                        UPDATE jobs SET stage_index = ?, lease_expires_at = ?, updated_at = ? WHERE id = ?
-                        """).execute(arguments: [next, expires, now, lease.jobID])
+                        UPDATE jobs SET stage_index = ?, lease_expires_at = ?, last_node_at = ?, updated_at = ? WHERE id = ?
+                        """).execute(arguments: [next, expires, now, now, lease.jobID])
                     try Self.appendEvent(db, JobEvent(jobID: lease.jobID, at: at, kind: .stageCompleted, nodeID: lease.nodeID,
                                                       stage: lease.stage.name, attempt: lease.attempt, fence: lease.fence,
                                                       detail: detail))
@@ -85,9 +85,9 @@ extension SQLiteJobStore {
                 }
                 try db.cachedStatement(sql: """
                     UPDATE jobs SET state = 'succeeded', stage_index = ?, lease_node = NULL, lease_expires_at = NULL,
-                                    finished_at = ?, updated_at = ?
+                                    last_node_at = ?, finished_at = ?, updated_at = ?
                     WHERE id = ?
-                    """).execute(arguments: [stageCount, now, now, lease.jobID])
+                    """).execute(arguments: [stageCount, now, now, now, lease.jobID])
                 try Self.appendEvent(db, JobEvent(jobID: lease.jobID, at: at, kind: .completed, nodeID: lease.nodeID,
                                                   stage: lease.stage.name, attempt: lease.attempt, fence: lease.fence,
                                                   detail: detail))
@@ -124,10 +124,10 @@ extension SQLiteJobStore {
                 try db.cachedStatement(sql: """
                     UPDATE jobs SET state = 'retry_wait', run_at = ?, lease_node = NULL, lease_expires_at = NULL,
                                     retry_count = retry_count + 1, cumulative_backoff_ms = cumulative_backoff_ms + ?,
-                                    last_error_class = ?, last_reason = ?, last_message = ?, updated_at = ?
+                                    last_error_class = ?, last_reason = ?, last_message = ?, last_node_at = ?, updated_at = ?
                     WHERE id = ?
                     """).execute(arguments: [retryAt.epochMilliseconds, Int64((delay * 1000).rounded()),
-                                             failure.errorClass.rawValue, failure.reason, failure.message, now, lease.jobID])
+                                             failure.errorClass.rawValue, failure.reason, failure.message, now, now, lease.jobID])
                 try Self.appendEvent(db, JobEvent(jobID: lease.jobID, at: at, kind: .retried, nodeID: lease.nodeID,
                                                   stage: lease.stage.name, attempt: lease.attempt, fence: lease.fence,
                                                   detail: ["reason": failure.reason, "delay_sec": Self.seconds(delay),
@@ -180,9 +180,9 @@ extension SQLiteJobStore {
             // The attempt is not counted; the job keeps its place in the queue (run_at unchanged).
             try db.cachedStatement(sql: """
                 UPDATE jobs SET state = 'queued', attempts = attempts - 1, lease_node = NULL, lease_expires_at = NULL,
-                                updated_at = ?
+                                last_node_at = ?, updated_at = ?
                 WHERE id = ?
-                """).execute(arguments: [now, lease.jobID])
+                """).execute(arguments: [now, now, lease.jobID])
             try Self.appendEvent(db, JobEvent(jobID: lease.jobID, at: Date(epochMilliseconds: now), kind: .released,
                                               nodeID: lease.nodeID, stage: lease.stage.name, attempt: lease.attempt,
                                               fence: lease.fence, detail: ["reason": reason]))

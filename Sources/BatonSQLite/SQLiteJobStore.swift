@@ -115,10 +115,12 @@ public final class SQLiteJobStore: JobStore {
                                                        ttlSec: spec.ttlSec, everClaimed: false).epochMilliseconds
                 do {
                     try db.cachedStatement(sql: """
-                        INSERT INTO jobs (id, state, lane, session_key, region_affinity, priority, idempotency_key, spec,
-                                          stage_count, enqueued_at, deadline_base, claim_deadline, run_at, updated_at)
-                        VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """).execute(arguments: [spec.id, spec.lane, spec.sessionKey, spec.regionAffinity, spec.priority,
+                        INSERT INTO jobs (id, state, lane, session_key, region_affinity, region_fallback_ms, priority,
+                                          idempotency_key, spec, stage_count, enqueued_at, deadline_base, claim_deadline,
+                                          run_at, updated_at)
+                        VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """).execute(arguments: [spec.id, spec.lane, spec.sessionKey, spec.regionAffinity,
+                                                 spec.regionFallbackAfterSec.map { Int64($0) * 1000 }, spec.priority,
                                                  spec.idempotencyKey, json, spec.stages.count, now, now, deadline, now, now])
                 } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
                     throw BatonError(.invalidInput, field: "job_id", "a job with id \"\(spec.id)\" already exists")
@@ -139,12 +141,14 @@ public final class SQLiteJobStore: JobStore {
     public func claim(_ request: ClaimRequest) async throws -> [Lease] {
         guard request.limit > 0 else { return [] }
         return try await write { db, now in
+            // A job bound to another region is claimable once its fallback wait has passed.
             let rows = try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT id, spec, attempts, fence, stage_index, run_at, deadline_base FROM jobs INDEXED BY jobs_ready
+                SELECT id, spec, attempts, fence, stage_index, run_at, deadline_base, last_node, last_node_at
+                FROM jobs INDEXED BY jobs_ready
                 WHERE state IN ('queued', 'retry_wait') AND run_at <= ? AND claim_deadline > ?
-                  AND (region_affinity IS NULL OR region_affinity = ?)
+                  AND (region_affinity IS NULL OR region_affinity = ? OR run_at + region_fallback_ms <= ?)
                 ORDER BY priority DESC, run_at, seq LIMIT ?
-                """), arguments: [now, now, request.region, request.limit])
+                """), arguments: [now, now, request.region, now, request.limit])
             var leases: [Lease] = []
             leases.reserveCapacity(rows.count)
             for row in rows {
@@ -159,16 +163,16 @@ public final class SQLiteJobStore: JobStore {
                                                        everClaimed: true).epochMilliseconds
                 try db.cachedStatement(sql: """
                     UPDATE jobs SET state = 'running', attempts = ?, fence = ?, ever_claimed = 1, claim_deadline = ?,
-                                    lease_node = ?, lease_expires_at = ?, updated_at = ?
+                                    lease_node = ?, lease_expires_at = ?, last_node = ?, last_node_at = ?, updated_at = ?
                     WHERE id = ?
-                    """).execute(arguments: [attempt, fence, deadline, request.nodeID, expires, now, id])
+                    """).execute(arguments: [attempt, fence, deadline, request.nodeID, expires, request.nodeID, now, now, id])
                 let stageName = spec.stages[stageIndex].name
                 try Self.insertAttempt(db, jobID: id, fence: fence, stageIndex: stageIndex, attempt: attempt,
                                        stageName: stageName, nodeID: request.nodeID, at: now)
-                let waitMs = now - (row["run_at"] as Int64)
+                let detail = ClaimHandover(spec: spec, request: request, runAt: row["run_at"], lastNode: row["last_node"],
+                                           lastNodeAt: row["last_node_at"], now: now).detail
                 try Self.appendEvent(db, JobEvent(jobID: id, at: Date(epochMilliseconds: now), kind: .claimed, nodeID: request.nodeID,
-                                                  stage: stageName, attempt: attempt, fence: fence,
-                                                  detail: ["wait_ms": String(waitMs)]))
+                                                  stage: stageName, attempt: attempt, fence: fence, detail: detail))
                 leases.append(Lease(jobID: id, nodeID: request.nodeID, fence: fence, attempt: attempt, stageIndex: stageIndex,
                                     expiresAt: Date(epochMilliseconds: expires), spec: spec))
             }

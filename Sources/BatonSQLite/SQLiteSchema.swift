@@ -9,7 +9,7 @@ protocol SQLiteMigration {
 /// Applies pending migrations under an immediate transaction, so several processes opening the
 /// same file at once apply each step exactly once. The applied version is `PRAGMA user_version`.
 enum SQLiteSchema {
-    static var migrations: [any SQLiteMigration.Type] { [Migration0001Initial.self] }
+    static var migrations: [any SQLiteMigration.Type] { [Migration0001Initial.self, Migration0002Cluster.self] }
 
     static func migrate(_ db: Database) throws {
         try db.inTransaction(.immediate) {
@@ -103,6 +103,38 @@ enum Migration0001Initial: SQLiteMigration {
                 detail TEXT
             );
             CREATE INDEX events_job ON events(job_id, seq);
+            """)
+    }
+}
+
+/// The node registry, the handover log's "last holder" columns and region fallback.
+enum Migration0002Cluster: SQLiteMigration {
+    static let version = 2
+
+    static func apply(_ db: Database) throws {
+        try db.execute(sql: """
+            ALTER TABLE jobs ADD COLUMN last_node TEXT;
+            ALTER TABLE jobs ADD COLUMN last_node_at INTEGER;
+            ALTER TABLE jobs ADD COLUMN region_fallback_ms INTEGER;
+            CREATE INDEX jobs_lease_node ON jobs(lease_node) WHERE state = 'running';
+
+            CREATE TABLE nodes (
+                id TEXT PRIMARY KEY NOT NULL,
+                instance TEXT NOT NULL,
+                host TEXT NOT NULL,
+                pid INTEGER NOT NULL,
+                region TEXT,
+                tags TEXT NOT NULL,
+                capacity INTEGER NOT NULL,
+                version TEXT NOT NULL,
+                config_hash TEXT NOT NULL,
+                heartbeat_interval_ms INTEGER NOT NULL,
+                dead_after_ms INTEGER NOT NULL,
+                state TEXT NOT NULL,
+                started_at INTEGER NOT NULL,
+                last_seen INTEGER NOT NULL,
+                in_flight INTEGER NOT NULL DEFAULT 0
+            );
             """)
     }
 }

@@ -33,8 +33,27 @@ public protocol JobStore: Sendable {
     /// Throws `staleLease` when the lease is no longer current.
     func release(_ lease: Lease, reason: String) async throws
 
-    /// Takes back jobs whose lease expired and expires waiting jobs past their deadlines.
+    /// Takes back jobs whose lease expired, declares nodes dead that stayed silent past their
+    /// threshold (taking back their jobs at once, without waiting for lease expiry), and
+    /// expires waiting jobs past their deadlines.
     func rescue() async throws -> RescueReport
+
+    // MARK: Node registry
+
+    /// Registers a node. A node id held by another instance that is still healthy or late is
+    /// refused (`.conflict`) unless `replacing` names that instance (the caller proved it gone,
+    /// e.g. its pid no longer exists on this host). Taking over a registration rescues the
+    /// jobs still leased to that node id at once.
+    func registerNode(_ info: NodeInfo, replacing instance: String?) async throws -> NodeRegistration
+
+    /// Records that the node is alive (and its current info and in-flight count).
+    func nodeHeartbeat(_ info: NodeInfo, inFlight: Int) async throws -> NodeHeartbeatResult
+
+    /// Marks the node stopped (graceful exit), if `instance` still holds its id.
+    func deregisterNode(id: String, instance: String) async throws
+
+    /// Every registered node, by id.
+    func nodes() async throws -> [NodeRecord]
 
     /// Cancels a job that has not finished. A running job's node learns of it at its next
     /// heartbeat. Throws `notFound` or `invalidState`.

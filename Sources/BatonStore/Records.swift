@@ -121,14 +121,17 @@ public struct RescueReport: Sendable, Hashable {
     public var deadLettered: [String] = []
     /// Waiting jobs whose ttl or queue timeout passed.
     public var expired: [String] = []
+    /// Nodes declared dead in this pass (their jobs are among the lists above).
+    public var deadNodes: [String] = []
 
-    public init(requeued: [String] = [], deadLettered: [String] = [], expired: [String] = []) {
+    public init(requeued: [String] = [], deadLettered: [String] = [], expired: [String] = [], deadNodes: [String] = []) {
         self.requeued = requeued
         self.deadLettered = deadLettered
         self.expired = expired
+        self.deadNodes = deadNodes
     }
 
-    public var isEmpty: Bool { requeued.isEmpty && deadLettered.isEmpty && expired.isEmpty }
+    public var isEmpty: Bool { requeued.isEmpty && deadLettered.isEmpty && expired.isEmpty && deadNodes.isEmpty }
 }
 
 /// A job as stored.
@@ -145,6 +148,10 @@ public struct JobRecord: Sendable, Hashable {
     public var runAt: Date
     public var leaseNode: String?
     public var leaseExpiresAt: Date?
+    /// The node that held the job last (running now or before), and when it was last heard
+    /// from about it: claim, heartbeat, stage completion, failure or release.
+    public var lastNode: String?
+    public var lastNodeAt: Date?
     public var retryCount: Int
     public var cumulativeBackoffSec: Double
     /// The reason of the last failure, expiry or cancellation.
@@ -155,7 +162,7 @@ public struct JobRecord: Sendable, Hashable {
 
     public init(spec: JobSpec, state: JobState, attempts: Int, fence: Int64, stageIndex: Int, enqueuedAt: Date,
                 updatedAt: Date, runAt: Date, leaseNode: String? = nil, leaseExpiresAt: Date? = nil,
-                retryCount: Int = 0, cumulativeBackoffSec: Double = 0, lastErrorClass: ErrorClass? = nil,
+                lastNode: String? = nil, lastNodeAt: Date? = nil, retryCount: Int = 0, cumulativeBackoffSec: Double = 0, lastErrorClass: ErrorClass? = nil,
                 lastReason: String? = nil, lastMessage: String? = nil, finishedAt: Date? = nil) {
         self.spec = spec
         self.state = state
@@ -167,6 +174,8 @@ public struct JobRecord: Sendable, Hashable {
         self.runAt = runAt
         self.leaseNode = leaseNode
         self.leaseExpiresAt = leaseExpiresAt
+        self.lastNode = lastNode
+        self.lastNodeAt = lastNodeAt
         self.retryCount = retryCount
         self.cumulativeBackoffSec = cumulativeBackoffSec
         self.lastErrorClass = lastErrorClass

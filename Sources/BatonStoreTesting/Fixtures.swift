@@ -7,10 +7,10 @@ import Testing
 extension StoreHarness {
     /// A job of `stages` no-op stages with short, explicit timings, id sortable by the clock.
     func spec(stages: Int = 1, id: String? = nil, key: String? = nil, dedupeWindowSec: Int = 3600, lane: String = "main",
-              region: String? = nil, priority: Int = 0, queueTimeoutSec: Int? = nil, leaseTTLSec: Int = 30,
+              region: String? = nil, regionFallbackAfterSec: Int? = nil, priority: Int = 0, queueTimeoutSec: Int? = nil, leaseTTLSec: Int = 30,
               ttlSec: Int = 86_400, retry: RetryPolicy = .standard) -> JobSpec {
         JobSpec(id: id ?? JobID.make(at: clock.now), idempotencyKey: key, dedupeWindowSec: dedupeWindowSec, lane: lane,
-                regionAffinity: region, priority: priority,
+                regionAffinity: region, regionFallbackAfterSec: regionFallbackAfterSec, priority: priority,
                 stages: (1...stages).map { StageSpec(name: "s\($0)", run: .noop) },
                 queueTimeoutSec: queueTimeoutSec, leaseTTLSec: leaseTTLSec, ttlSec: ttlSec, retry: retry)
     }
@@ -45,6 +45,34 @@ extension StoreHarness {
 
     func events(_ id: String, _ kind: JobEvent.Kind) async throws -> [JobEvent] {
         try await store.events(jobID: id).filter { $0.kind == kind }
+    }
+
+    /// A node's self-description for registry cases: heartbeat every `interval` seconds, dead
+    /// after `missed` silent intervals.
+    func node(_ id: String, instance: String? = nil, host: String = "host-1", pid: Int32 = 4242, region: String? = nil,
+              interval: Double = 1, missed: Int = 3, configHash: String = "0123456789abcdef") -> NodeInfo {
+        NodeInfo(id: id, instance: instance ?? "\(id)-1", host: host, pid: pid, region: region, tags: ["gpu", "mac"],
+                 capacity: 8, version: "0.1.0", configHash: configHash, heartbeatIntervalSec: interval,
+                 deadAfterSec: NodeHealth.deadAfter(intervalSec: interval, missed: missed))
+    }
+
+    /// Registers `info`, failing the case unless it was accepted; returns what it replaced and rescued.
+    @discardableResult
+    func register(_ info: NodeInfo, replacing: String? = nil,
+                  sourceLocation: SourceLocation = #_sourceLocation) async throws -> (previous: NodeRecord?, rescued: [String]) {
+        switch try await store.registerNode(info, replacing: replacing) {
+        case .registered(let record, let previous, let rescued):
+            #expect(record.info == info, sourceLocation: sourceLocation)
+            #expect(record.state == .live, sourceLocation: sourceLocation)
+            return (previous, rescued)
+        case .conflict(let existing):
+            Issue.record("registration of \(info.id) refused: held by instance \(existing.info.instance)", sourceLocation: sourceLocation)
+            return (nil, [])
+        }
+    }
+
+    func nodeRecord(_ id: String, sourceLocation: SourceLocation = #_sourceLocation) async throws -> NodeRecord {
+        try #require(try await store.nodes().first { $0.id == id }, "node \(id) should be registered", sourceLocation: sourceLocation)
     }
 
     /// Moves the clock past a lease's expiry.

@@ -56,5 +56,6 @@ public struct ConformanceCase: Sendable, CustomTestStringConvertible {
 public enum JobStoreConformance {
     public static let cases: [ConformanceCase] =
         enqueueCases + idempotencyCases + claimCases + heartbeatCases + completionCases + failureCases
-        + releaseCases + rescueCases + cancelCases + redriveCases + queryCases + fencingCases
+        + releaseCases + rescueCases + cancelCases + redriveCases + queryCases + fencingCases + nodeCases
+        + handoverCases
 }

@@ -4,7 +4,7 @@ import Testing
 
 private let envelopeKeys = [
     "schema_version", "job_id", "idempotency_key", "dedupe_window_sec", "lane", "session_key",
-    "region_affinity", "priority", "stages", "queue_timeout_sec", "exec_timeout_sec",
+    "region_affinity", "region_fallback_after_sec", "priority", "stages", "queue_timeout_sec", "exec_timeout_sec",
     "lease_ttl_sec", "ttl_sec", "retry", "artifact_uri", "payload",
 ]
 

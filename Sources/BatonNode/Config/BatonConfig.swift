@@ -61,6 +61,8 @@ public struct BatonConfig: Sendable, Hashable {
             "poll_interval_ms": .int(Int64(node.pollIntervalMs)),
             "drain_timeout_sec": .double(node.drainTimeoutSec),
             "rescue_interval_sec": .double(node.rescueIntervalSec),
+            "heartbeat_interval_sec": .double(node.heartbeatIntervalSec),
+            "dead_after_missed": .int(Int64(node.deadAfterMissed)),
         ]
         if let region = node.region { nodeFields["region"] = .string(region) }
         var defaultFields: [String: JSONValue] = [
@@ -151,6 +153,11 @@ public struct NodeSettings: Sendable, Hashable {
     public var drainTimeoutSec: Double
     /// How often the node looks for expired leases and overdue jobs, 0.1...3600 s. Default 2.
     public var rescueIntervalSec: Double
+    /// How often the node tells the registry it is alive, 0.1...3600 s. Default 10.
+    public var heartbeatIntervalSec: Double
+    /// Heartbeats a node may miss before the cluster declares it dead and runs its jobs
+    /// elsewhere at once, 1...100. Default 3 (30 s of silence with the default interval).
+    public var deadAfterMissed: Int
 
     public init() {
         id = Self.hostNodeID
@@ -160,6 +167,8 @@ public struct NodeSettings: Sendable, Hashable {
         pollIntervalMs = 250
         drainTimeoutSec = 30
         rescueIntervalSec = 2
+        heartbeatIntervalSec = 10
+        deadAfterMissed = 3
     }
 
     /// The host name, shortened at its first `.` and made a valid node id.

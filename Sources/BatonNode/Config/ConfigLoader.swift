@@ -14,7 +14,7 @@ public enum ConfigLoader {
 
     static let sectionKeys = ["store", "node", "defaults", "logs", "sqlite"]
     static let nodeKeys = ["id", "region", "tags", "capacity", "poll_interval_ms", "drain_timeout_sec",
-                           "rescue_interval_sec"]
+                           "rescue_interval_sec", "heartbeat_interval_sec", "dead_after_missed"]
     static let defaultsKeys = ["lane", "dedupe_window_sec", "queue_timeout_sec", "exec_timeout_sec",
                                "lease_ttl_sec", "ttl_sec", "retry"]
     static let logsKeys = ["dir", "capture_bytes", "level"]
@@ -96,6 +96,8 @@ public enum ConfigLoader {
         node.pollIntervalMs = try r.int("poll_interval_ms", in: 10...60_000) ?? node.pollIntervalMs
         node.drainTimeoutSec = try r.double("drain_timeout_sec", in: 0...86_400) ?? node.drainTimeoutSec
         node.rescueIntervalSec = try r.double("rescue_interval_sec", in: 0.1...3600) ?? node.rescueIntervalSec
+        node.heartbeatIntervalSec = try r.double("heartbeat_interval_sec", in: 0.1...3600) ?? node.heartbeatIntervalSec
+        node.deadAfterMissed = try r.int("dead_after_missed", in: 1...100) ?? node.deadAfterMissed
         return node
     }
 

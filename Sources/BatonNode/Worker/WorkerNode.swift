@@ -11,6 +11,8 @@ import Synchronization
 /// releases their leases (never marking them failed).
 public final class WorkerNode: Service, Sendable {
     public let options: WorkerOptions
+    /// What this process registers as: the node id plus a per-process instance.
+    public let identity: NodeInfo
     let store: any JobStore
     let completions: CompletionBatcher
     let executors: ExecutorRegistry
@@ -20,6 +22,8 @@ public final class WorkerNode: Service, Sendable {
     let wake = WorkSignal()
     /// Wakes the drain when the last job finishes.
     let idle = WorkSignal()
+    /// Wakes the registry loop at shutdown.
+    let registryWake = WorkSignal()
 
     struct Active: Sendable {
         var lease: Lease
@@ -34,6 +38,8 @@ public final class WorkerNode: Service, Sendable {
         var draining = false
         var stopped = false
         var completed = 0
+        /// Set when another process took over this node id: this one must stop.
+        var replacedBy: NodeRecord?
     }
 
     public init(store: any JobStore, options: WorkerOptions, executors: ExecutorRegistry = .standard,
@@ -41,6 +47,11 @@ public final class WorkerNode: Service, Sendable {
         self.store = store
         self.completions = CompletionBatcher(store: store)
         self.options = options
+        self.identity = NodeInfo(id: options.nodeID, host: LocalHost.name, pid: LocalHost.pid, region: options.region,
+                                 tags: options.tags, capacity: options.capacity, version: BatonVersion.current,
+                                 configHash: options.configHash, heartbeatIntervalSec: options.heartbeatIntervalSec,
+                                 deadAfterSec: NodeHealth.deadAfter(intervalSec: options.heartbeatIntervalSec,
+                                                                    missed: options.deadAfterMissed))
         self.executors = executors
         var logger = logger
         logger[metadataKey: "node.id"] = .string(options.nodeID)
@@ -59,12 +70,17 @@ public final class WorkerNode: Service, Sendable {
         wake.notify()
     }
 
+    /// Joins the cluster, then runs until a graceful shutdown. Throws `conflict` when another
+    /// live process holds this node id (at start, or when it took the id over later).
     public func run() async throws {
+        try await join()
         logger.info("worker started", metadata: ["capacity": .stringConvertible(options.capacity),
-                                                 "region": .string(options.region ?? "-")])
+                                                 "region": .string(options.region ?? "-"),
+                                                 "instance": .string(identity.instance)])
         await withDiscardingTaskGroup { group in
             group.addTask { await self.heartbeatLoop() }
             group.addTask { await self.rescueLoop() }
+            group.addTask { await self.registryLoop() }
             await withGracefulShutdownHandler {
                 await self.claimLoop(group: &group)
             } onGracefulShutdown: {
@@ -73,8 +89,93 @@ public final class WorkerNode: Service, Sendable {
             await self.drain()
             self.state.withLock { $0.stopped = true }
             self.wake.notify()
+            self.registryWake.notify()
+        }
+        if let holder = state.withLock({ $0.replacedBy }) {
+            throw Self.conflict(identity.id, held: holder, now: Date(), after: true)
+        }
+        do {
+            try await store.deregisterNode(id: identity.id, instance: identity.instance)
+        } catch {
+            logger.warning("could not mark the node stopped in the registry; it will be declared dead instead",
+                           metadata: ["error": "\(error)"])
         }
         logger.info("worker stopped")
+    }
+
+    // MARK: Registry
+
+    /// Registers this process under its node id. When the registry shows the id held by a
+    /// process on this host that no longer exists (a crash, `kill -9`, a reboot), the
+    /// registration replaces it and the jobs it held run again at once.
+    private func join() async throws {
+        var replacing: String?
+        while true {
+            switch try await store.registerNode(identity, replacing: replacing) {
+            case .registered(_, let previous, let rescued):
+                if let previous {
+                    logger.notice("took over the node id from an earlier process", metadata: [
+                        "previous.instance": .string(previous.info.instance), "previous.pid": .stringConvertible(previous.info.pid),
+                        "previous.state": .string(previous.state.rawValue), "rescued": .stringConvertible(rescued.count),
+                    ])
+                }
+                return
+            case .conflict(let existing):
+                let sameHost = existing.info.host == identity.host
+                let gone = existing.info.pid == identity.pid || !LocalHost.processExists(existing.info.pid)
+                guard replacing == nil, sameHost, gone else {
+                    throw Self.conflict(identity.id, held: existing, now: Date(), after: false)
+                }
+                replacing = existing.info.instance
+            }
+        }
+    }
+
+    static func conflict(_ id: String, held existing: NodeRecord, now: Date, after: Bool) -> BatonError {
+        let silence = String(format: "%.1f", max(0, now.timeIntervalSince(existing.lastSeen)))
+        let holder = "pid \(existing.info.pid) on host \(existing.info.host), last heartbeat \(silence) s ago"
+        let what = after ? "was taken over by another process (\(holder)); this one stopped"
+                         : "is already in use by a live process (\(holder))"
+        return BatonError(.conflict, field: "node.id",
+                          "node id \"\(id)\" \(what). Two processes with one node id would take each other's work; "
+                          + "stop the other process, or give this one its own id with node.id, BATON_NODE_ID or --node-id")
+    }
+
+    private func registryLoop() async {
+        var failures = 0
+        var due = ContinuousClock.now + .milliseconds(Int64(options.heartbeatIntervalSec * 1000))
+        while !state.withLock({ $0.stopped }) {
+            // Short waits, so a stop never waits out a long heartbeat interval.
+            let now = ContinuousClock.now
+            if now < due {
+                let left = due - now
+                let seconds = Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18
+                await registryWake.wait(upTo: min(0.25, seconds))
+                continue
+            }
+            due = now + .milliseconds(Int64(options.heartbeatIntervalSec * 1000))
+            do {
+                switch try await store.nodeHeartbeat(identity, inFlight: inFlight) {
+                case .ok:
+                    failures = 0
+                case .revived:
+                    failures = 0
+                    logger.warning("the cluster had declared this node dead (no heartbeat for its threshold) and ran its jobs elsewhere; registered again")
+                case .replaced(let holder):
+                    logger.critical("\(Self.conflict(identity.id, held: holder, now: Date(), after: true).message)")
+                    let active = state.withLock { state -> [Active] in
+                        state.replacedBy = holder
+                        return Array(state.active.values)
+                    }
+                    for job in active { job.abort.trigger(.leaseLost("node id taken over by another process")) }
+                    beginDrain()
+                    return
+                }
+            } catch {
+                failures += 1
+                logger.warning("node heartbeat failed", metadata: ["error": "\(error)", "consecutive": .stringConvertible(failures)])
+            }
+        }
     }
 
     // MARK: Claiming
@@ -248,6 +349,10 @@ public final class WorkerNode: Service, Sendable {
             if draining || stopped { return }
             do {
                 let report = try await store.rescue()
+                for node in report.deadNodes {
+                    logger.warning("declared node dead: no heartbeat for its threshold; its jobs run elsewhere",
+                                   metadata: ["dead.node": .string(node)])
+                }
                 if !report.isEmpty {
                     logger.notice("rescued work", metadata: [
                         "requeued": .stringConvertible(report.requeued.count),

@@ -17,10 +17,17 @@ public struct WorkerOptions: Sendable {
     public var captureBytes: Int
     /// Grace between SIGTERM and SIGKILL when a shell stage is stopped.
     public var killGraceSec: Double
+    /// How often the node tells the registry it is alive.
+    public var heartbeatIntervalSec: Double
+    /// Missed heartbeats after which the cluster declares this node dead.
+    public var deadAfterMissed: Int
+    /// Digest of the shared configuration (`BatonConfig.configHash`), for drift detection.
+    public var configHash: String
 
     public init(nodeID: String, region: String? = nil, tags: [String] = [], capacity: Int = 4,
                 pollIntervalSec: Double = 0.25, drainTimeoutSec: Double = 30, rescueIntervalSec: Double = 2,
-                logDirectory: String = "./baton-logs", captureBytes: Int = 16_384, killGraceSec: Double = 2) {
+                logDirectory: String = "./baton-logs", captureBytes: Int = 16_384, killGraceSec: Double = 2,
+                heartbeatIntervalSec: Double = 10, deadAfterMissed: Int = 3, configHash: String = "") {
         self.nodeID = nodeID
         self.region = region
         self.tags = tags
@@ -31,5 +38,8 @@ public struct WorkerOptions: Sendable {
         self.logDirectory = logDirectory
         self.captureBytes = captureBytes
         self.killGraceSec = killGraceSec
+        self.heartbeatIntervalSec = heartbeatIntervalSec
+        self.deadAfterMissed = deadAfterMissed
+        self.configHash = configHash
     }
 }
