@@ -126,7 +126,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BatonNodeTests",
-            dependencies: ["BatonCore", "BatonStore", "BatonSQLite", "BatonNode", "BatonCLI"],
+            dependencies: ["BatonCore", "BatonStore", "BatonSQLite", "BatonPostgres", "BatonNode", "BatonCLI"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -19,7 +19,11 @@ enum StoreOpener {
         if let url = config.postgresURL {
             let store: PostgresJobStore
             do {
-                store = try PostgresJobStore(url: url)
+                var options = PostgresJobStore.Options()
+                options.schema = config.postgres.schema
+                options.maxConnections = config.postgres.maxConnections
+                options.connectTimeoutSec = config.postgres.connectTimeoutSec
+                store = try PostgresJobStore(url: url, options: options)
             } catch var error as BatonError {
                 error.field = config.storeSource
                 throw error

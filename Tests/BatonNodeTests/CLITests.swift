@@ -34,7 +34,7 @@ struct CLITests {
 
     @Test func malformedEnvelopesAreRefusedByNameAndStoreNothing() async throws {
         let h = try await ProcessHarness()
-        defer { Task { await h.shutdown() } }
+        defer { h.finish() }
         var cases = Self.malformed.map { ($0.0, Data($0.1.utf8), $0.2) }
         cases.append(("invalid UTF-8", Data([0x7B, 0x22, 0xFF, 0xFE, 0x22, 0x7D]), "(document)"))
         for (name, data, field) in cases {
@@ -49,7 +49,7 @@ struct CLITests {
 
     @Test func submitListShowAndCancelAJob() async throws {
         let h = try await ProcessHarness()
-        defer { Task { await h.shutdown() } }
+        defer { h.finish() }
         let envelope = #"{"job_id":"build-1","idempotency_key":"repo:acme:commit:9c1b","stages":[{"name":"compile","run":{"shell":"true"}},{"name":"upload","run":{"noop":true}}]}"#
         let first = try h.cli(["submit", "--db", h.dbPath, "-"], stdin: Data(envelope.utf8))
         #expect(first.status == 0)
@@ -79,7 +79,7 @@ struct CLITests {
 
     @Test func deadLettersAreListedAndRedriven() async throws {
         let h = try await ProcessHarness()
-        defer { Task { await h.shutdown() } }
+        defer { h.finish() }
         let marker = h.directory.appendingPathComponent("fixed").path
         // Fails fatally until the marker file exists, i.e. until "the cause is fixed".
         let spec = JobSpec(id: "flaky-1", stages: [StageSpec(name: "only", run: .shell("test -f \(marker)"))],
@@ -103,7 +103,7 @@ struct CLITests {
 
     @Test func badStoreIsNamedWhereItWasSet() async throws {
         let h = try await ProcessHarness()
-        defer { Task { await h.shutdown() } }
+        defer { h.finish() }
         let fromOption = try h.cli(["config", "check", "--db", "baton.db"])
         #expect(fromOption.status == 65)
         #expect(fromOption.output.contains(#"error: --db: expected sqlite:PATH"#), "output: \(fromOption.output)")
@@ -119,14 +119,14 @@ struct CLITests {
 
     @Test func dbOptionReplacesABadBatonDB() async throws {
         let h = try await ProcessHarness()
-        defer { Task { await h.shutdown() } }
+        defer { h.finish() }
         let result = try h.cli(["jobs", "--db", h.dbPath], environment: ["BATON_DB": "baton.db"])
         #expect(result.status == 0, "output: \(result.output)")
     }
 
     @Test func storeThatCannotBeOpenedIsNamedWhereItWasSet() async throws {
         let h = try await ProcessHarness()
-        defer { Task { await h.shutdown() } }
+        defer { h.finish() }
         let unopenable = h.directory.appendingPathComponent("missing/dir/baton.db").path
         let fromOption = try h.cli(["jobs", "--db", unopenable])
         #expect(fromOption.status == 69)
@@ -139,7 +139,7 @@ struct CLITests {
     /// The help's exit codes: 66 when an input file cannot be read, 65 when its content is invalid.
     @Test func unreadableInputExits66AndInvalidInputExits65() async throws {
         let h = try await ProcessHarness()
-        defer { Task { await h.shutdown() } }
+        defer { h.finish() }
         let help = try h.cli(["--help"])
         let helpText = help.output.split(whereSeparator: \.isWhitespace).joined(separator: " ")
         #expect(helpText.contains("65 invalid envelope or configuration; 66 input file unreadable"))
@@ -163,7 +163,7 @@ struct CLITests {
 
     @Test func configCheckNamesUnknownKeysWithASuggestion() async throws {
         let h = try await ProcessHarness()
-        defer { Task { await h.shutdown() } }
+        defer { h.finish() }
         let path = h.directory.appendingPathComponent("baton.yaml").path
         try "node:\n  capacty: 4\n".write(toFile: path, atomically: true, encoding: .utf8)
         let bad = try h.cli(["config", "check", "--config", path])

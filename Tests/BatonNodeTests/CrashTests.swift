@@ -15,7 +15,7 @@ import Darwin
 struct CrashTests {
     @Test func killedWorkersJobCompletesOnAnotherNodeAfterLeaseExpiry() async throws {
         let h = try await ProcessHarness()
-        defer { Task { await h.shutdown() } }
+        defer { h.finish() }
         let spec = sleepJob(3, leaseTTL: 2)
         _ = try await h.store.enqueue(spec)
         let a = try h.startWorker("crash-a")
@@ -47,7 +47,7 @@ struct CrashTests {
 
     @Test func stalledWorkersCompletionIsRefusedAfterAnotherNodeReclaimed() async throws {
         let h = try await ProcessHarness()
-        defer { Task { await h.shutdown() } }
+        defer { h.finish() }
         let spec = sleepJob(3, leaseTTL: 2)
         _ = try await h.store.enqueue(spec)
         let a = try h.startWorker("stall-a")
@@ -76,7 +76,7 @@ struct CrashTests {
 
     @Test func sigtermWithinDrainTimeoutFinishesTheRunningJob() async throws {
         let h = try await ProcessHarness()
-        defer { Task { await h.shutdown() } }
+        defer { h.finish() }
         let spec = sleepJob(2, leaseTTL: 5)
         _ = try await h.store.enqueue(spec)
         let a = try h.startWorker("drain-a", drainTimeoutSec: 20)
@@ -96,7 +96,7 @@ struct CrashTests {
 
     @Test func sigtermPastDrainTimeoutReleasesTheJobWhichRunsElsewhereWithItsAttemptCountUnchanged() async throws {
         let h = try await ProcessHarness()
-        defer { Task { await h.shutdown() } }
+        defer { h.finish() }
         let spec = sleepJob(4, leaseTTL: 10)
         _ = try await h.store.enqueue(spec)
         let a = try h.startWorker("release-a", drainTimeoutSec: 0.5)

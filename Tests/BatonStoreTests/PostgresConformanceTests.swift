@@ -5,34 +5,19 @@ import BatonStoreTesting
 import Foundation
 import Testing
 
-/// The PostgreSQL server the engine's tests run against: `BATON_TEST_POSTGRES_URL`, set by
-/// `scripts/test` (which starts a private server) or by a developer pointing at their own.
+/// Stores for the engine's tests, each on a schema of its own.
 enum TestPostgres {
-    static var url: String? {
-        guard let url = ProcessInfo.processInfo.environment["BATON_TEST_POSTGRES_URL"], !url.isEmpty else { return nil }
-        return url
-    }
-
-    /// Whether PostgreSQL tests must run: `scripts/test` sets `BATON_REQUIRE_POSTGRES=1`, so
-    /// a missing server fails the run there instead of skipping silently.
-    static var required: Bool { ProcessInfo.processInfo.environment["BATON_REQUIRE_POSTGRES"] == "1" }
-
-    static var enabled: Bool {
-        if url == nil && required {
-            Issue.record("BATON_REQUIRE_POSTGRES=1 but BATON_TEST_POSTGRES_URL is not set")
-        }
-        return url != nil
-    }
+    static var enabled: Bool { TestPostgresServer.enabled }
 
     /// A store on a schema of its own, dropped when the store is closed.
-    static func store(clock: BatonClock, schema: String = "t_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: ""))",
+    static func store(clock: BatonClock, schema: String = TestPostgresServer.freshSchema(),
                       listen: Bool = false) async throws -> PostgresJobStore {
         var options = PostgresJobStore.Options()
         options.schema = schema
         options.maxConnections = 4
         options.listen = listen
         options.dropSchemaOnClose = true
-        let store = try PostgresJobStore(url: url!, options: options, clock: clock)
+        let store = try PostgresJobStore(url: TestPostgresServer.url!, options: options, clock: clock)
         try await store.migrate()
         return store
     }

@@ -23,6 +23,7 @@ public struct BatonConfig: Sendable, Hashable {
     public var defaults: JobDefaults
     public var logs: LogSettings
     public var sqlite: SQLiteSettings
+    public var postgres: PostgresSettings
 
     public init() {
         store = "sqlite:./baton.db"
@@ -31,6 +32,7 @@ public struct BatonConfig: Sendable, Hashable {
         defaults = .standard
         logs = LogSettings()
         sqlite = SQLiteSettings()
+        postgres = PostgresSettings()
     }
 
     /// The built-in configuration: what an absent or empty `baton.yaml` means.
@@ -86,6 +88,11 @@ public struct BatonConfig: Sendable, Hashable {
             "sqlite": .object([
                 "synchronous": .string(sqlite.synchronous),
                 "busy_timeout_sec": .double(sqlite.busyTimeoutSec),
+            ]),
+            "postgres": .object([
+                "schema": .string(postgres.schema),
+                "max_connections": .int(Int64(postgres.maxConnections)),
+                "connect_timeout_sec": .double(postgres.connectTimeoutSec),
             ]),
         ])
     }
@@ -224,6 +231,28 @@ public struct SQLiteSettings: Sendable, Hashable {
     public init() {
         synchronous = "normal"
         busyTimeoutSec = 30
+    }
+}
+
+/// Settings of the PostgreSQL engine (`postgres:`), used when `store` is a postgres:// URL.
+public struct PostgresSettings: Sendable, Hashable {
+    /// The schema holding Baton's tables: lower-case letters, digits and `_`, at most 48.
+    /// Several clusters can share one database under different schemas. Default `baton`.
+    public var schema: String
+    /// Connections in each process's pool, 1...256. Default 8.
+    public var maxConnections: Int
+    /// How long opening a connection may take, 0.1...600 s. Default 10.
+    public var connectTimeoutSec: Double
+
+    public init() {
+        schema = "baton"
+        maxConnections = 8
+        connectTimeoutSec = 10
+    }
+
+    static func isSchemaName(_ s: String) -> Bool {
+        guard let first = s.first, first.isASCII, first.isLetter || first == "_", s.utf8.count <= 48 else { return false }
+        return s.allSatisfy { ($0.isASCII && ($0.isLowercase || $0.isNumber)) || $0 == "_" }
     }
 }
 

@@ -12,13 +12,14 @@ public enum ConfigLoader {
     /// The file `resolve(path:environment:)` looks for when no path is given.
     public static let defaultPath = "./baton.yaml"
 
-    static let sectionKeys = ["store", "node", "defaults", "logs", "sqlite"]
+    static let sectionKeys = ["store", "node", "defaults", "logs", "sqlite", "postgres"]
     static let nodeKeys = ["id", "region", "tags", "capacity", "poll_interval_ms", "drain_timeout_sec",
                            "rescue_interval_sec", "heartbeat_interval_sec", "dead_after_missed"]
     static let defaultsKeys = ["lane", "dedupe_window_sec", "queue_timeout_sec", "exec_timeout_sec",
                                "lease_ttl_sec", "ttl_sec", "retry"]
     static let logsKeys = ["dir", "capture_bytes", "level"]
     static let sqliteKeys = ["synchronous", "busy_timeout_sec"]
+    static let postgresKeys = ["schema", "max_connections", "connect_timeout_sec"]
     static let environmentKeys = ["BATON_NODE_ID", "BATON_DB", "BATON_REGION"]
 
     static let nodeIDWhat = "a node id of letters, digits and - _ . :"
@@ -71,6 +72,7 @@ public enum ConfigLoader {
         if let defaults = r.value("defaults") { config.defaults = try readDefaults(defaults, path: r.field("defaults")) }
         if let logs = r.value("logs") { config.logs = try readLogs(logs, path: r.field("logs")) }
         if let sqlite = r.value("sqlite") { config.sqlite = try readSQLite(sqlite, path: r.field("sqlite")) }
+        if let postgres = r.value("postgres") { config.postgres = try readPostgres(postgres, path: r.field("postgres")) }
         return config
     }
 
@@ -133,6 +135,20 @@ public enum ConfigLoader {
         sqlite.synchronous = try oneOf(r, "synchronous", SQLiteSettings.synchronousModes) ?? sqlite.synchronous
         sqlite.busyTimeoutSec = try r.double("busy_timeout_sec", in: 0...3600) ?? sqlite.busyTimeoutSec
         return sqlite
+    }
+
+    static func readPostgres(_ value: JSONValue, path: String) throws(BatonError) -> PostgresSettings {
+        let r = try ObjectReader(value, path: path, allowedKeys: postgresKeys)
+        var postgres = PostgresSettings()
+        postgres.schema = try r.string("schema", maxLength: 48, allowed: { $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "_") },
+                                       what: "a schema name of lower-case letters, digits and _") ?? postgres.schema
+        if !PostgresSettings.isSchemaName(postgres.schema) {
+            throw BatonError(.invalidInput, field: r.field("schema"),
+                             "expected a schema name starting with a letter or _, got \(JSONValue.string(postgres.schema).preview)")
+        }
+        postgres.maxConnections = try r.int("max_connections", in: 1...256) ?? postgres.maxConnections
+        postgres.connectTimeoutSec = try r.double("connect_timeout_sec", in: 0.1...600) ?? postgres.connectTimeoutSec
+        return postgres
     }
 
     /// A string that must be one of `allowed`, with a suggestion for a near miss (`warn` → `warning`).

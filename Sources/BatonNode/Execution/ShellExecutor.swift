@@ -107,6 +107,10 @@ public struct ShellExecutor: StageExecutor {
                 switch next {
                 case .exited, .launchFailed:
                     group.cancelAll()
+                    // A stopped stage's shell is gone; anything of its group that outlived the
+                    // SIGTERM (a child forked as the signal arrived, one that ignores it) is not
+                    // left running behind the job's back.
+                    if stopReason != nil && !killed { Self.signalGroup(pid.value, SIGKILL) }
                     return stopReason ?? next
                 case .timedOut, .aborted:
                     // When the group is already gone the process ended on its own: its exit

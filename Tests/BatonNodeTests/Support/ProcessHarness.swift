@@ -1,6 +1,8 @@
 import BatonCore
+import BatonPostgres
 import BatonSQLite
 import BatonStore
+import BatonStoreTesting
 import Foundation
 import Testing
 
@@ -10,21 +12,51 @@ import Glibc
 import Darwin
 #endif
 
-/// A scratch directory with one SQLite store, and real `baton` processes started against it.
+/// A scratch directory with one store (a SQLite file, or a PostgreSQL schema of its own), and
+/// real `baton` processes started against it.
 final class ProcessHarness: @unchecked Sendable {
     // @unchecked: `workers` is only touched from the test's own task.
+    enum Engine { case sqlite, postgres }
+
     let directory: URL
+    let engine: Engine
+    /// The SQLite file (SQLite harnesses only).
     let dbPath: String
-    let store: SQLiteJobStore
+    /// What `store:` says in every node's configuration.
+    let storeURL: String
+    /// The PostgreSQL schema (PostgreSQL harnesses only).
+    let schema: String?
+    let store: any JobStore
     private var workers: [Process] = []
 
-    init(name: String = #function) async throws {
+    /// `postgresURL` overrides `BATON_TEST_POSTGRES_URL` (a server the test started itself).
+    init(_ engine: Engine = .sqlite, postgresURL: String? = nil, name: String = #function) async throws {
         directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("baton-\(name.prefix(24).filter(\.isLetter))-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        self.engine = engine
         dbPath = directory.appendingPathComponent("baton.db").path
-        store = try SQLiteJobStore(path: dbPath)
-        try await store.migrate()
+        switch engine {
+        case .sqlite:
+            storeURL = "sqlite:\(dbPath)"
+            schema = nil
+            let sqlite = try SQLiteJobStore(path: dbPath)
+            try await sqlite.migrate()
+            store = sqlite
+        case .postgres:
+            let url = try #require(postgresURL ?? TestPostgresServer.url, "PostgreSQL harness without BATON_TEST_POSTGRES_URL")
+            let schema = TestPostgresServer.freshSchema()
+            var options = PostgresJobStore.Options()
+            options.schema = schema
+            options.maxConnections = 4
+            options.listen = false
+            options.dropSchemaOnClose = true
+            let postgres = try PostgresJobStore(url: url, options: options)
+            try await postgres.migrate()
+            storeURL = url
+            self.schema = schema
+            store = postgres
+        }
     }
 
     /// The `baton` executable: $BATON_BIN (set by scripts/test) or the debug build folder.
@@ -40,19 +72,24 @@ final class ProcessHarness: @unchecked Sendable {
     }
 
     /// Writes a config file for a node and returns its path.
-    func config(node: String, capacity: Int = 1, drainTimeoutSec: Double = 30, extra: String = "") throws -> String {
+    func config(node: String, capacity: Int = 1, drainTimeoutSec: Double = 30, heartbeatIntervalSec: Double = 10,
+                deadAfterMissed: Int = 3, pollIntervalMs: Int = 50, logLevel: String = "debug",
+                extra: String = "") throws -> String {
         let path = directory.appendingPathComponent("\(node).yaml").path
         let yaml = """
-            store: sqlite:\(dbPath)
+            store: '\(storeURL)'
             node:
               id: \(node)
               capacity: \(capacity)
-              poll_interval_ms: 50
+              poll_interval_ms: \(pollIntervalMs)
               rescue_interval_sec: 0.25
               drain_timeout_sec: \(drainTimeoutSec)
+              heartbeat_interval_sec: \(heartbeatIntervalSec)
+              dead_after_missed: \(deadAfterMissed)
             logs:
               dir: \(directory.appendingPathComponent("logs").path)
-              level: debug
+              level: \(logLevel)
+            \(schema.map { "postgres: {schema: \($0), max_connections: 4}" } ?? "")
             \(extra)
             """
         try yaml.write(toFile: path, atomically: true, encoding: .utf8)
@@ -61,9 +98,13 @@ final class ProcessHarness: @unchecked Sendable {
 
     /// Starts `baton worker` for `node`. Its output goes to NODE.log in the scratch directory.
     @discardableResult
-    func startWorker(_ node: String, capacity: Int = 1, drainTimeoutSec: Double = 30) throws -> Process {
-        let configPath = try config(node: node, capacity: capacity, drainTimeoutSec: drainTimeoutSec)
-        return try run(["worker", "--config", configPath], log: "\(node).log", wait: false)
+    func startWorker(_ node: String, capacity: Int = 1, drainTimeoutSec: Double = 30, heartbeatIntervalSec: Double = 10,
+                     deadAfterMissed: Int = 3, pollIntervalMs: Int = 50, logLevel: String = "debug",
+                     log: String? = nil) throws -> Process {
+        let configPath = try config(node: node, capacity: capacity, drainTimeoutSec: drainTimeoutSec,
+                                    heartbeatIntervalSec: heartbeatIntervalSec, deadAfterMissed: deadAfterMissed,
+                                    pollIntervalMs: pollIntervalMs, logLevel: logLevel)
+        return try run(["worker", "--config", configPath], log: log ?? "\(node).log", wait: false)
     }
 
     /// Runs `baton ARGS` and, with `wait`, waits for it to exit. `environment` is added to
@@ -129,13 +170,27 @@ final class ProcessHarness: @unchecked Sendable {
         try await waitUntil(timeout: timeout, "process \(process.processIdentifier) to exit") { !process.isRunning }
     }
 
-    /// Stops every worker still running (SIGKILL) and removes the scratch directory.
-    func shutdown() async {
+    /// For `defer`: kills every worker still running at once (so none outlives the test run),
+    /// then closes the store and removes the scratch directory in the background.
+    func finish() {
+        killWorkers()
+        Task { await self.shutdown() }
+    }
+
+    /// Kills (SIGKILL) every worker still running and waits for each to exit.
+    func killWorkers() {
         for worker in workers where worker.isRunning {
             kill(worker.processIdentifier, SIGCONT)
             kill(worker.processIdentifier, SIGKILL)
-            worker.waitUntilExit()
         }
+        let deadline = Date().addingTimeInterval(10)
+        while workers.contains(where: \.isRunning) && Date() < deadline { usleep(10_000) }
+    }
+
+    /// Stops every worker still running (SIGKILL), closes the store and removes the scratch
+    /// directory.
+    func shutdown() async {
+        killWorkers()
         try? await store.close()
         if ProcessInfo.processInfo.environment["BATON_KEEP_TEST_DIRS"] == nil {
             try? FileManager.default.removeItem(at: directory)
