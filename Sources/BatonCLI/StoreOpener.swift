@@ -23,6 +23,7 @@ enum StoreOpener {
                 options.schema = config.postgres.schema
                 options.maxConnections = config.postgres.maxConnections
                 options.connectTimeoutSec = config.postgres.connectTimeoutSec
+                options.operationTimeoutSec = config.postgres.operationTimeoutSec
                 store = try PostgresJobStore(url: url, options: options)
             } catch var error as BatonError {
                 error.field = config.storeSource

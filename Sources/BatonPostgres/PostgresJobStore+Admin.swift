@@ -250,3 +250,15 @@ extension PostgresJobStore {
                  detail: JobEvent.detail(fromJSON: try row.get("detail")))
     }
 }
+
+extension PostgresJobStore {
+    /// The server's version and the settings that decide durability and speed, for
+    /// benchmarks and diagnostics.
+    public func serverSettings() async throws -> [(name: String, value: String)] {
+        try await rows("""
+            SELECT name, setting FROM pg_settings
+            WHERE name IN ('server_version', 'synchronous_commit', 'fsync', 'shared_buffers', 'max_connections', 'wal_level')
+            ORDER BY name
+            """).map { (try $0.get("name", as: String.self), try $0.get("setting", as: String.self)) }
+    }
+}

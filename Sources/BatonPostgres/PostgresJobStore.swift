@@ -22,6 +22,9 @@ public final class PostgresJobStore: JobStore {
         /// Open the listen connection that turns NOTIFY into wake-ups.
         public var listen = true
         public var connectTimeoutSec: Double = 10
+        /// The longest one operation (a statement, or a whole transaction) may take before it
+        /// is abandoned and reported as the store being unavailable.
+        public var operationTimeoutSec: Double = 30
         /// Drop the schema when the store is closed: for tests and benchmarks that each work
         /// in a throw-away schema.
         public var dropSchemaOnClose = false
@@ -97,8 +100,10 @@ public final class PostgresJobStore: JobStore {
     @discardableResult
     func rows(_ query: PostgresQuery) async throws -> [PostgresRandomAccessRow] {
         try await mapped {
-            try await self.client.withConnection { connection in
-                try await (connection.rows(query, logger: self.logger))
+            try await Deadline.run(seconds: self.options.operationTimeoutSec, what: "a PostgreSQL statement") {
+                try await self.client.withConnection { connection in
+                    try await (connection.rows(query, logger: self.logger))
+                }
             }
         }
     }
@@ -109,21 +114,23 @@ public final class PostgresJobStore: JobStore {
 
     /// Runs `body` in one READ COMMITTED transaction with the clock's current time, retrying
     /// the whole transaction on a deadlock or serialization failure.
-    func transaction<T: Sendable>(_ body: @Sendable (PostgresConnection, Int64) async throws -> T) async throws -> T {
+    func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection, Int64) async throws -> T) async throws -> T {
         var attempt = 0
         while true {
             attempt += 1
             do {
                 return try await mapped {
-                    try await self.client.withConnection { connection in
-                        try await connection.rows("BEGIN", logger: self.logger)
-                        do {
-                            let result = try await body(connection, self.clock.now().epochMilliseconds)
-                            try await connection.rows("COMMIT", logger: self.logger)
-                            return result
-                        } catch {
-                            _ = try? await connection.rows("ROLLBACK", logger: self.logger)
-                            throw error
+                    try await Deadline.run(seconds: self.options.operationTimeoutSec, what: "a PostgreSQL transaction") {
+                        try await self.client.withConnection { connection in
+                            try await connection.rows("BEGIN", logger: self.logger)
+                            do {
+                                let result = try await body(connection, self.clock.now().epochMilliseconds)
+                                try await connection.rows("COMMIT", logger: self.logger)
+                                return result
+                            } catch {
+                                _ = try? await connection.rows("ROLLBACK", logger: self.logger)
+                                throw error
+                            }
                         }
                     }
                 }

@@ -1,26 +1,44 @@
 import ArgumentParser
 import BatonCore
 import BatonNode
+import BatonPostgres
 import BatonSQLite
 import BatonStore
 import Foundation
+import Histogram
 import Logging
 import ServiceLifecycle
 
-/// Throughput benchmarks. Figures are printed with the machine they ran on and recorded in
-/// docs/BENCHMARKS.md; tests never assert on speed.
+/// Throughput and latency benchmarks. Figures are printed with the machine they ran on and
+/// recorded in docs/BENCHMARKS.md; tests never assert on speed.
 @main
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "baton-bench",
-        abstract: "Measure Baton's enqueue and drain throughput on the embedded SQLite engine.")
+        abstract: "Measure Baton's enqueue and drain throughput and idle pickup latency.",
+        discussion: """
+            drain: enqueue N noop jobs, then run them with in-process worker nodes (--processes 0) or \
+            with real `baton worker` processes (--processes N). pickup: with idle worker processes, \
+            enqueue one job at a time and measure enqueue → claim from the event log.
+            """)
 
+    enum Scenario: String, ExpressibleByArgument { case drain, pickup }
+    enum Engine: String, ExpressibleByArgument { case sqlite, postgres }
+
+    @Option(help: "drain or pickup.") var scenario: Scenario = .drain
+    @Option(help: "sqlite or postgres.") var store: Engine = .sqlite
+    @Option(help: "PostgreSQL URL (default: $BATON_BENCH_POSTGRES_URL, then $BATON_TEST_POSTGRES_URL).")
+    var postgresURL: String?
     @Option(help: "Noop jobs to enqueue and drain.") var jobs = 20_000
     @Option(help: "Envelopes per enqueue call.") var batch = 1_000
     @Option(help: "Worker capacity (jobs claimed and run at once) per node.") var capacity = 64
-    @Option(help: "Worker nodes in this process.") var nodes = 1
+    @Option(help: "Worker nodes inside this process (with --processes 0).") var nodes = 1
+    @Option(help: "`baton worker` processes to drain with; 0 runs the nodes inside this process.")
+    var processes = 0
+    @Option(help: "The baton executable for --processes (default: next to this one).") var baton: String?
     @Option(help: "SQLite synchronous mode: normal or full.") var synchronous = "normal"
     @Option(help: "Repetitions; the median is reported.") var runs = 3
+    @Option(help: "Pickup samples.") var samples = 500
 
     func run() async throws {
         LoggingSystem.bootstrap { label in
@@ -29,28 +47,40 @@ struct BenchCommand: AsyncParsableCommand {
             return handler
         }
         print(Machine.describe())
-        print("sqlite synchronous=\(synchronous), jobs=\(jobs), batch=\(batch), capacity=\(capacity), nodes=\(nodes), runs=\(runs)")
+        let probe = try await openStore()
+        if let postgres = probe.store as? PostgresJobStore {
+            let settings = try await postgres.serverSettings().map { "\($0.name)=\($0.value)" }.joined(separator: ", ")
+            print("postgresql: \(settings)")
+        }
+        try await probe.close()
+        switch scenario {
+        case .drain: try await drain()
+        case .pickup: try await pickup()
+        }
+    }
+
+    // MARK: Drain
+
+    func drain() async throws {
+        let workers = processes > 0 ? "\(processes) worker process\(processes == 1 ? "" : "es")" : "\(nodes) in-process node\(nodes == 1 ? "" : "s")"
+        print("store=\(store.rawValue)\(store == .sqlite ? " synchronous=\(synchronous)" : ""), jobs=\(jobs), batch=\(batch), "
+              + "\(workers) × capacity \(capacity), runs=\(runs)")
         var enqueueRates: [Double] = []
         var drainRates: [Double] = []
         for run in 1...runs {
-            let (enqueue, drain) = try await once()
+            let (enqueue, drain) = try await drainOnce()
             enqueueRates.append(enqueue)
             drainRates.append(drain)
             print(String(format: "run %d: enqueue %.0f jobs/s, drain %.0f jobs/s", run, enqueue, drain))
         }
-        print(String(format: "median: enqueue (batch %d) %.0f jobs/s, drain (noop, %d node%@ x capacity %d) %.0f jobs/s",
-                     batch, median(enqueueRates), nodes, nodes == 1 ? "" : "s", capacity, median(drainRates)))
+        print(String(format: "median: enqueue (batch %d) %.0f jobs/s, drain (noop, %@ × capacity %d) %.0f jobs/s",
+                     batch, median(enqueueRates), workers, capacity, median(drainRates)))
     }
 
-    func once() async throws -> (Double, Double) {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("baton-bench-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        var options = SQLiteJobStore.Options()
-        options.synchronous = synchronous == "full" ? .full : .normal
-        let store = try SQLiteJobStore(path: directory.appendingPathComponent("bench.db").path, options: options)
-        try await store.migrate()
-
+    func drainOnce() async throws -> (Double, Double) {
+        let bench = try await openStore()
+        defer { bench.removeDirectory() }
+        let store = bench.store
         let specs = (0..<jobs).map { _ in JobSpec(id: JobID.make(), stages: [StageSpec(name: "noop", run: .noop)]) }
         let enqueueStart = ContinuousClock.now
         for start in stride(from: 0, to: specs.count, by: batch) {
@@ -58,24 +88,120 @@ struct BenchCommand: AsyncParsableCommand {
         }
         let enqueueTime = seconds(ContinuousClock.now - enqueueStart)
 
-        let workers = (0..<nodes).map { index in
-            WorkerNode(store: store, options: WorkerOptions(nodeID: "bench-\(index)", capacity: capacity, pollIntervalSec: 0.01,
-                                                            drainTimeoutSec: 5, rescueIntervalSec: 60,
-                                                            logDirectory: directory.appendingPathComponent("logs").path))
-        }
-        let drainStart = ContinuousClock.now
-        let drainTime = try await withThrowingTaskGroup(of: Void.self, returning: Double.self) { group in
-            for worker in workers { group.addTask { try await worker.run() } }
-            while workers.map(\.succeededCount).reduce(0, +) < jobs {
-                try await Task.sleep(for: .milliseconds(2))
+        let drainTime: Double
+        if processes > 0 {
+            drainTime = try await drainWithProcesses(bench)
+        } else {
+            let workers = (0..<nodes).map { index in
+                WorkerNode(store: store, options: WorkerOptions(nodeID: "bench-\(index)", capacity: capacity, pollIntervalSec: 0.01,
+                                                                drainTimeoutSec: 5, rescueIntervalSec: 60,
+                                                                logDirectory: bench.directory.appendingPathComponent("logs").path))
             }
-            let drainTime = seconds(ContinuousClock.now - drainStart)
-            for worker in workers { worker.beginDrain() }
-            try await group.waitForAll()
-            return drainTime
+            let drainStart = ContinuousClock.now
+            drainTime = try await withThrowingTaskGroup(of: Void.self, returning: Double.self) { group in
+                for worker in workers { group.addTask { try await worker.run() } }
+                while workers.map(\.succeededCount).reduce(0, +) < jobs {
+                    try await Task.sleep(for: .milliseconds(2))
+                }
+                let drainTime = seconds(ContinuousClock.now - drainStart)
+                for worker in workers { worker.beginDrain() }
+                try await group.waitForAll()
+                return drainTime
+            }
         }
-        try await store.close()
+        try await bench.close()
         return (Double(jobs) / enqueueTime, Double(jobs) / drainTime)
+    }
+
+    /// Starts the worker processes on the full queue and times from the first claim seen to
+    /// the last job succeeded (process start-up is not counted).
+    func drainWithProcesses(_ bench: BenchStore) async throws -> Double {
+        let workers = try (0..<processes).map { try bench.startWorker("bench-\($0)", capacity: capacity, baton: batonPath) }
+        defer { stop(workers) }
+        var started: ContinuousClock.Instant?
+        while true {
+            let counts = try await bench.store.counts()
+            if started == nil && (counts[.queued] ?? 0) < jobs { started = .now }
+            if (counts[.succeeded] ?? 0) >= jobs { break }
+            if let dead = workers.first(where: { !$0.isRunning }) {
+                throw ValidationError("worker process \(dead.processIdentifier) exited (status \(dead.terminationStatus)); see \(bench.directory.path)")
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        return seconds(ContinuousClock.now - (started ?? .now))
+    }
+
+    // MARK: Pickup
+
+    func pickup() async throws {
+        let count = max(1, processes)
+        print("store=\(store.rawValue), \(samples) samples, \(count) idle worker process\(count == 1 ? "" : "es") "
+              + "(poll interval 1 s: a faster pickup comes from the push wake-up)")
+        let bench = try await openStore()
+        defer { bench.removeDirectory() }
+        let workers = try (0..<count).map {
+            try bench.startWorker("pickup-\($0)", capacity: 4, baton: batonPath, pollIntervalMs: 1000)
+        }
+        defer { stop(workers) }
+        try await Task.sleep(for: .seconds(2))
+        var histogram = Histogram<UInt64>(highestTrackableValue: 60_000, numberOfSignificantValueDigits: .three)
+        for _ in 0..<samples {
+            let spec = JobSpec(id: JobID.make(), stages: [StageSpec(name: "noop", run: .noop)])
+            _ = try await bench.store.enqueue(spec)
+            var claimed: JobEvent?
+            while claimed == nil {
+                claimed = try await bench.store.events(jobID: spec.id).first { $0.kind == .claimed }
+                if claimed == nil { try await Task.sleep(for: .microseconds(500)) }
+            }
+            // The store's own clock at enqueue (run_at) and at claim: `wait_ms` in the claim event.
+            histogram.record(UInt64(claimed?.detail["wait_ms"].flatMap(UInt64.init) ?? 0))
+            // Let the nodes go idle again before the next sample.
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        try await bench.close()
+        print(String(format: "pickup (enqueue → claim, ms, event-log resolution 1 ms): p50 %d, p90 %d, p99 %d, max %d over %d samples",
+                     histogram.valueAtPercentile(50), histogram.valueAtPercentile(90), histogram.valueAtPercentile(99),
+                     histogram.max, histogram.totalCount))
+    }
+
+    // MARK: Support
+
+    var batonPath: String {
+        baton ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("baton").path
+    }
+
+    func openStore() async throws -> BenchStore {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("baton-bench-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        switch store {
+        case .sqlite:
+            var options = SQLiteJobStore.Options()
+            options.synchronous = synchronous == "full" ? .full : .normal
+            let path = directory.appendingPathComponent("bench.db").path
+            let sqlite = try SQLiteJobStore(path: path, options: options)
+            try await sqlite.migrate()
+            return BenchStore(store: sqlite, directory: directory, storeURL: "sqlite:\(path)",
+                              extraConfig: "sqlite: {synchronous: \(synchronous)}")
+        case .postgres:
+            let environment = ProcessInfo.processInfo.environment
+            guard let url = postgresURL ?? environment["BATON_BENCH_POSTGRES_URL"] ?? environment["BATON_TEST_POSTGRES_URL"] else {
+                throw ValidationError("--store postgres needs --postgres-url (or BATON_BENCH_POSTGRES_URL); scripts/postgres start prints one")
+            }
+            let schema = "bench_" + UUID().uuidString.prefix(8).lowercased()
+            var options = PostgresJobStore.Options()
+            options.schema = schema
+            options.dropSchemaOnClose = true
+            let postgres = try PostgresJobStore(url: url, options: options)
+            try await postgres.migrate()
+            return BenchStore(store: postgres, directory: directory, storeURL: url,
+                              extraConfig: "postgres: {schema: \(schema), max_connections: 4}")
+        }
+    }
+
+    func stop(_ workers: [Process]) {
+        for worker in workers where worker.isRunning { kill(worker.processIdentifier, SIGKILL) }
+        let deadline = Date().addingTimeInterval(10)
+        while workers.contains(where: \.isRunning) && Date() < deadline { usleep(10_000) }
     }
 
     func seconds(_ d: Duration) -> Double {
@@ -86,6 +212,39 @@ struct BenchCommand: AsyncParsableCommand {
         let sorted = values.sorted()
         return sorted[sorted.count / 2]
     }
+}
+
+/// One benchmark run's store, scratch directory and worker configuration.
+struct BenchStore {
+    let store: any JobStore
+    let directory: URL
+    let storeURL: String
+    let extraConfig: String
+
+    func startWorker(_ node: String, capacity: Int, baton: String, pollIntervalMs: Int = 10) throws -> Process {
+        let config = directory.appendingPathComponent("\(node).yaml")
+        try """
+            store: '\(storeURL)'
+            node: {id: \(node), capacity: \(capacity), poll_interval_ms: \(pollIntervalMs), rescue_interval_sec: 60}
+            logs: {dir: \(directory.appendingPathComponent("logs").path), level: warning}
+            \(extraConfig)
+            """.write(to: config, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: baton)
+        process.arguments = ["worker", "--config", config.path]
+        let log = directory.appendingPathComponent("\(node).log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    func close() async throws { try await store.close() }
+
+    func removeDirectory() { try? FileManager.default.removeItem(at: directory) }
 }
 
 enum Machine {

@@ -112,52 +112,68 @@ struct ClusterTests {
         let h = try await ProcessHarness(.postgres)
         defer { h.finish() }
         let total = 2000
-        // Short sleeps, so that every kill catches jobs in flight.
-        let specs = (0..<total).map { _ in sleepJob(0.02, leaseTTL: 30, maxAttempts: 5) }
+        // Mixed lengths (5–200 ms, a quarter with two stages), so every kill catches jobs in flight.
+        let specs = (0..<total).map { index in
+            sleepJob(Double.random(in: 0.005...0.2), leaseTTL: 30, maxAttempts: 5, stages: index % 4 == 0 ? 2 : 1)
+        }
         for batch in stride(from: 0, to: total, by: 500) {
             _ = try await h.store.enqueue(Array(specs[batch..<min(total, batch + 500)]))
         }
-        let nodes = ["pg-a", "pg-b", "pg-c"]
-        var workers: [String: Process] = [:]
-        for node in nodes {
-            workers[node] = try h.startWorker(node, capacity: 8, heartbeatIntervalSec: 0.5, deadAfterMissed: 3, logLevel: "info")
+        // Heartbeat 0.5 s, dead after 3 missed; rescue pass every 0.25 s; idle poll 50 ms.
+        let heartbeat = 0.5, missed = 3, rescueInterval = 0.25, poll = 0.05
+        let bound = heartbeat * Double(missed) + rescueInterval + poll
+        func start(_ node: String, log: String? = nil) throws -> Process {
+            try h.startWorker(node, capacity: 8, heartbeatIntervalSec: heartbeat, deadAfterMissed: missed, logLevel: "info",
+                              log: log)
         }
+        var workers: [String: Process] = [:]
+        for node in ["pg-a", "pg-b", "pg-c"] { workers[node] = try start(node) }
         func succeeded() async throws -> Int { try await h.store.counts()[.succeeded] ?? 0 }
-        // Kill pg-a and restart it under the same id; later kill pg-b for good.
-        try await h.waitUntil(timeout: 60, "a quarter of the jobs to finish") { try await succeeded() >= total / 4 }
+
+        // pg-a is killed and restarted under its id: it takes its own jobs back at registration.
+        try await h.waitUntil(timeout: 90, "a quarter of the jobs to finish") { try await succeeded() >= total / 4 }
         h.signal(workers["pg-a"]!, SIGKILL)
         try await h.waitForExit(workers["pg-a"]!, timeout: 10)
-        workers["pg-a"] = try h.startWorker("pg-a", capacity: 8, heartbeatIntervalSec: 0.5, deadAfterMissed: 3,
-                                            logLevel: "info", log: "pg-a-restarted.log")
-        try await h.waitUntil(timeout: 60, "half of the jobs to finish") { try await succeeded() >= total / 2 }
+        let restartedAt = Date()
+        workers["pg-a"] = try start("pg-a", log: "pg-a-restarted.log")
+        // pg-b is killed for good: its peers must declare it dead and run its jobs.
+        try await h.waitUntil(timeout: 90, "half of the jobs to finish") { try await succeeded() >= total / 2 }
+        let killedAt = Date()
         h.signal(workers["pg-b"]!, SIGKILL)
-        try await h.waitUntil(timeout: 120, "every job to finish") { try await succeeded() == total }
+        try await h.waitUntil(timeout: 180, "every job to finish") { try await succeeded() == total }
 
         let counts = try await h.store.counts()
         #expect(counts[.succeeded] == total)
         #expect(counts.filter { $0.key != .succeeded }.values.reduce(0, +) == 0)
-        var rescued: [String: Int] = [:]
-        var handovers: [Double] = []
+        var deadRestarts: [Double] = [], restartRestarts: [Double] = []
         for spec in specs {
             let detail = try #require(try await h.store.detail(id: spec.id))
             let completions = detail.events.filter { $0.kind == .completed }
             #expect(completions.count == 1, "job \(spec.id) completed \(completions.count) times")
-            #expect(detail.attempts.filter { $0.outcome == .succeeded }.count == 1)
-            for event in detail.events where event.kind == .rescued {
-                rescued[event.detail["reason"] ?? "?", default: 0] += 1
+            for (index, stage) in spec.stages.enumerated() {
+                let done = detail.attempts.filter { $0.stageIndex == index && $0.outcome == .succeeded }
+                #expect(done.count == 1, "stage \(stage.name) of \(spec.id) succeeded \(done.count) times")
             }
-            for claim in detail.events where claim.kind == .claimed && claim.detail["from_node"] != nil {
-                if let ms = claim.detail["handover_ms"].flatMap(Double.init) { handovers.append(ms) }
+            for (index, event) in detail.events.enumerated() where event.kind == .rescued {
+                guard let reclaim = detail.events[index...].first(where: { $0.kind == .claimed }) else { continue }
+                switch event.detail["reason"] {
+                case "node_dead": deadRestarts.append(reclaim.at.timeIntervalSince(killedAt))
+                case "node_restarted": restartRestarts.append(reclaim.at.timeIntervalSince(restartedAt))
+                default: break
+                }
             }
         }
-        #expect(rescued["node_restarted", default: 0] + rescued["lease_expired", default: 0] >= 1,
-                "pg-a's restart should have taken back the jobs it held: \(rescued)")
-        #expect(rescued["node_dead", default: 0] >= 1, "pg-b's death should have been declared: \(rescued)")
+        #expect(!restartRestarts.isEmpty, "pg-a's restart should have taken back the jobs it held")
+        #expect(!deadRestarts.isEmpty, "pg-b's death should have been declared")
         #expect(try await h.store.nodes().first { $0.id == "pg-b" }?.state == .dead)
-        handovers.sort()
-        let p50 = handovers.isEmpty ? 0 : handovers[handovers.count / 2]
-        print("cluster: \(total) jobs on 3 PostgreSQL workers, 2 kill -9, 0 lost, 0 duplicated; "
-              + "rescued \(rescued); handover p50 \(p50) ms, max \(handovers.last ?? 0) ms over \(handovers.count) handovers")
+        let slowest = deadRestarts.max() ?? 0
+        // One second of slack for a loaded 2-core CI machine; the figure is printed either way.
+        #expect(slowest <= bound + 1, "pg-b's jobs re-started \(slowest) s after kill -9; bound \(bound) s")
+        print(String(format: "cluster: %d jobs on 3 PostgreSQL workers, 2 kill -9, 0 lost, 0 completed twice; "
+                     + "dead node's %d jobs re-started %.2f–%.2f s after kill -9 (bound %.2f s = heartbeat × missed + rescue pass + poll); "
+                     + "restarted node's %d jobs re-started %.2f s after its relaunch",
+                     total, deadRestarts.count, deadRestarts.min() ?? 0, slowest, bound, restartRestarts.count,
+                     restartRestarts.max() ?? 0))
     }
 
     @Test(.enabled(if: TestPostgresServer.enabled))

@@ -93,6 +93,7 @@ public struct BatonConfig: Sendable, Hashable {
                 "schema": .string(postgres.schema),
                 "max_connections": .int(Int64(postgres.maxConnections)),
                 "connect_timeout_sec": .double(postgres.connectTimeoutSec),
+                "operation_timeout_sec": .double(postgres.operationTimeoutSec),
             ]),
         ])
     }
@@ -243,11 +244,15 @@ public struct PostgresSettings: Sendable, Hashable {
     public var maxConnections: Int
     /// How long opening a connection may take, 0.1...600 s. Default 10.
     public var connectTimeoutSec: Double
+    /// How long one store operation may take before it is abandoned as failed, 1...3600 s.
+    /// Default 30.
+    public var operationTimeoutSec: Double
 
     public init() {
         schema = "baton"
         maxConnections = 8
         connectTimeoutSec = 10
+        operationTimeoutSec = 30
     }
 
     static func isSchemaName(_ s: String) -> Bool {

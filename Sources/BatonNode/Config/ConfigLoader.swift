@@ -19,7 +19,7 @@ public enum ConfigLoader {
                                "lease_ttl_sec", "ttl_sec", "retry"]
     static let logsKeys = ["dir", "capture_bytes", "level"]
     static let sqliteKeys = ["synchronous", "busy_timeout_sec"]
-    static let postgresKeys = ["schema", "max_connections", "connect_timeout_sec"]
+    static let postgresKeys = ["schema", "max_connections", "connect_timeout_sec", "operation_timeout_sec"]
     static let environmentKeys = ["BATON_NODE_ID", "BATON_DB", "BATON_REGION"]
 
     static let nodeIDWhat = "a node id of letters, digits and - _ . :"
@@ -148,6 +148,7 @@ public enum ConfigLoader {
         }
         postgres.maxConnections = try r.int("max_connections", in: 1...256) ?? postgres.maxConnections
         postgres.connectTimeoutSec = try r.double("connect_timeout_sec", in: 0.1...600) ?? postgres.connectTimeoutSec
+        postgres.operationTimeoutSec = try r.double("operation_timeout_sec", in: 1...3600) ?? postgres.operationTimeoutSec
         return postgres
     }
 

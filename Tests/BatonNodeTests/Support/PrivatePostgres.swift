@@ -19,10 +19,25 @@ final class PrivatePostgres: Sendable {
             .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("scripts/postgres").path
     }
 
+    /// Starts a server on a random port below the ephemeral range (so no client connection
+    /// holds it), trying another port when one is taken.
     init() async throws {
-        directory = "/tmp/baton-pg-\(UUID().uuidString.prefix(8).lowercased())"
-        port = Int.random(in: 56_000...56_999)
-        url = try await Self.run("start", directory: directory, port: port).trimmingCharacters(in: .whitespacesAndNewlines)
+        var lastError: (any Error)?
+        for _ in 0..<4 {
+            let directory = "/tmp/baton-pg-\(UUID().uuidString.prefix(8).lowercased())"
+            let port = Int.random(in: 20_000...29_999)
+            do {
+                url = try await Self.run("start", directory: directory, port: port).trimmingCharacters(in: .whitespacesAndNewlines)
+                self.directory = directory
+                self.port = port
+                return
+            } catch {
+                lastError = error
+                _ = try? await Self.run("stop", directory: directory, port: port)
+                _ = try? await Self.shell(["rm", "-rf", directory])
+            }
+        }
+        throw lastError ?? PrivatePostgresError(message: "could not start a private PostgreSQL")
     }
 
     func restart() async throws { _ = try await Self.run("restart", directory: directory, port: port) }

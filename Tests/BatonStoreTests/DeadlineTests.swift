@@ -1,0 +1,53 @@
+@testable import BatonPostgres
+import BatonCore
+import Foundation
+import Synchronization
+import Testing
+
+/// The bound on one PostgreSQL operation: a hung driver call must not hold its caller.
+struct DeadlineTests {
+    @Test func fastOperationReturnsItsValue() async throws {
+        let value = try await Deadline.run(seconds: 5, what: "a test") { 42 }
+        #expect(value == 42)
+    }
+
+    @Test func errorOfTheOperationIsPassedOn() async {
+        await #expect(throws: BatonError.self) {
+            try await Deadline.run(seconds: 5, what: "a test") { () async throws -> Int in
+                throw BatonError(.notFound, "gone")
+            }
+        }
+    }
+
+    @Test func operationThatNeverEndsIsAbandonedAtItsDeadlineEvenIfItIgnoresCancellation() async throws {
+        let parked = Mutex<CheckedContinuation<Void, Never>?>(nil)
+        let started = Date()
+        do {
+            _ = try await Deadline.run(seconds: 0.3, what: "a hung statement") { () async throws -> Int in
+                // Ignores cancellation: only the deadline can free the caller.
+                await withCheckedContinuation { continuation in parked.withLock { $0 = continuation } }
+                return 1
+            }
+            Issue.record("a hung operation returned")
+        } catch let error as BatonError {
+            #expect(error.code == .storeUnavailable)
+            #expect(error.message.contains("a hung statement did not finish within 0.3 s"))
+        }
+        #expect(Date().timeIntervalSince(started) < 3)
+        parked.withLock { $0?.resume(); $0 = nil }
+    }
+
+    @Test func cancellingTheCallerCancelsTheOperation() async throws {
+        let task = Task {
+            try await Deadline.run(seconds: 30, what: "a long statement") { () async throws -> Int in
+                try await Task.sleep(for: .seconds(30))
+                return 1
+            }
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        let started = Date()
+        task.cancel()
+        await #expect(throws: (any Error).self) { try await task.value }
+        #expect(Date().timeIntervalSince(started) < 3)
+    }
+}
