@@ -63,17 +63,38 @@ struct ShellExecutorTests {
     }
 
     @Test func timeoutKillsTheWholeProcessGroupBeforeReporting() async throws {
-        let marker = FileManager.default.temporaryDirectory.appendingPathComponent("baton-marker-\(UUID().uuidString)").path
-        // A grandchild that would write the marker after 3 s; the timeout (1 s) must kill it too.
+        let pidFile = FileManager.default.temporaryDirectory.appendingPathComponent("baton-grandchild-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: pidFile) }
+        // A grandchild that records its pid and would outlive the stage; the timeout (1 s) must
+        // stop it too, not only the shell. Checked by pid, so a slow machine cannot fool the test.
         let started = Date()
-        let result = await ShellExecutor().execute(context("(sleep 3; touch \(marker)) & sleep 30", timeoutSec: 1))
+        let result = await ShellExecutor().execute(context("sh -c 'echo $$ > \(pidFile); exec sleep 60' & sleep 60", timeoutSec: 1))
         let took = Date().timeIntervalSince(started)
         guard case .failed(let failure, _) = result else { Issue.record("expected failure, got \(result)"); return }
         #expect(failure.errorClass == .transient)
         #expect(failure.reason == "exec_timeout")
-        #expect(took < 10)
-        try await Task.sleep(for: .seconds(3))
-        #expect(!FileManager.default.fileExists(atPath: marker))
+        #expect(took < 30)
+        // No pid file: the group was stopped before the grandchild got to write it.
+        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+              let grandchild = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else { return }
+        var alive = Self.isRunning(grandchild)
+        for _ in 0..<40 where alive {
+            try await Task.sleep(for: .milliseconds(50))
+            alive = Self.isRunning(grandchild)
+        }
+        #expect(!alive, "grandchild \(grandchild) still runs after the stage was reported")
+    }
+
+    /// True while `pid` exists and is not a zombie waiting for a parent that never reaps.
+    static func isRunning(_ pid: Int32) -> Bool {
+        #if !os(Linux)
+        return kill(pid, 0) == 0
+        #else
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).prefix(1)
+        return state != "Z" && state != "X"
+        #endif
     }
 
     @Test func abortStopsTheProcessAndReportsTheReason() async {

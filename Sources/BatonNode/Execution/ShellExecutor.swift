@@ -123,10 +123,18 @@ public struct ShellExecutor: StageExecutor {
                         return .graceOver
                     }
                 case .graceOver:
-                    if !killed {
-                        killed = true
-                        Self.signalGroup(pid.value, SIGKILL)
+                    guard !killed else { continue }
+                    guard pid.value != nil else {
+                        // Stopped before the spawn reported its pid (a loaded machine): try
+                        // again shortly rather than leave the group running.
+                        group.addTask {
+                            do { try await Task.sleep(for: .milliseconds(50)) } catch { return nil }
+                            return .graceOver
+                        }
+                        continue
                     }
+                    killed = true
+                    Self.signalGroup(pid.value, SIGKILL)
                 }
             }
             return stopReason ?? .launchFailed("process ended without a status")
