@@ -181,11 +181,14 @@ extension PostgresJobStore {
     }
 
     public func jobs(matching filter: JobFilter) async throws -> [JobRecord] {
-        let states = filter.states.map(\.rawValue)
+        // States are written out as literals (they are the enum's own names, never input), so
+        // the planner can match a filter to a partial index (dead letters, queued, running).
+        let states = filter.states.isEmpty ? "true"
+            : "state IN (" + filter.states.map { "'\($0.rawValue)'" }.joined(separator: ", ") + ")"
         let lane = filter.lane
         return try await rows("""
             SELECT * FROM \(unescaped: tables.jobs)
-            WHERE (cardinality(\(states)::text[]) = 0 OR state = ANY(\(states)::text[]))
+            WHERE \(unescaped: states)
               AND (\(lane)::text IS NULL OR lane = \(lane)::text)
             ORDER BY enqueued_at DESC, seq DESC LIMIT \(Int64(max(0, filter.limit)))
             """).map(Self.job(from:))

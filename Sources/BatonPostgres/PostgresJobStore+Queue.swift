@@ -176,12 +176,8 @@ extension PostgresJobStore {
         let region = request.region ?? ""
         let rows = try await rows("""
             WITH picked AS (
-                SELECT seq, last_node AS previous_node, last_node_at AS previous_node_at FROM \(unescaped: tables.jobs)
-                WHERE state IN ('queued', 'retry_wait') AND run_at <= \(now) AND claim_deadline > \(now)
-                  AND (region_affinity IS NULL OR region_affinity = \(region) OR run_at + region_fallback_ms <= \(now))
-                ORDER BY priority DESC, run_at, seq
-                LIMIT \(Int64(request.limit))
-                FOR UPDATE SKIP LOCKED
+                SELECT claim_seq AS seq, previous_node, previous_node_at
+                FROM \(unescaped: tables.schema).claimable(\(now), \(region), \(Int64(request.limit)))
             ), claimed AS (
                 UPDATE \(unescaped: tables.jobs) j
                 SET state = 'running', attempts = j.attempts + 1, fence = j.fence + 1, ever_claimed = true,

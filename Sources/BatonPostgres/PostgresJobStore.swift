@@ -52,6 +52,8 @@ public final class PostgresJobStore: JobStore {
         var configuration = try endpoint.clientConfiguration()
         configuration.options.maximumConnections = max(1, options.maxConnections)
         configuration.options.connectTimeout = .milliseconds(Int64(options.connectTimeoutSec * 1000))
+        // JIT compilation never pays for statements this short; it only adds latency.
+        configuration.options.additionalStartupParameters = [("jit", "off")]
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.client = client
         self.endpoint = endpoint

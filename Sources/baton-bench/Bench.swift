@@ -8,6 +8,7 @@ import Foundation
 import Histogram
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// Throughput and latency benchmarks. Figures are printed with the machine they ran on and
 /// recorded in docs/BENCHMARKS.md; tests never assert on speed.
@@ -51,6 +52,13 @@ struct BenchCommand: AsyncParsableCommand {
         if let postgres = probe.store as? PostgresJobStore {
             let settings = try await postgres.serverSettings().map { "\($0.name)=\($0.value)" }.joined(separator: ", ")
             print("postgresql: \(settings)")
+        }
+        if ProcessInfo.processInfo.environment["RT"] != nil, let postgres = probe.store as? PostgresJobStore {
+            for _ in 0..<3 {
+                let t0 = ContinuousClock.now
+                for _ in 0..<200 { _ = try await postgres.enqueue(JobSpec(id: JobID.make(), stages: [StageSpec(name: "noop", run: .noop)])) }
+                print("roundtrip", seconds(ContinuousClock.now - t0) / 200 * 1000, "ms")
+            }
         }
         try await probe.close()
         switch scenario {
@@ -126,7 +134,8 @@ struct BenchCommand: AsyncParsableCommand {
             if let dead = workers.first(where: { !$0.isRunning }) {
                 throw ValidationError("worker process \(dead.processIdentifier) exited (status \(dead.terminationStatus)); see \(bench.directory.path)")
             }
-            try await Task.sleep(for: .milliseconds(5))
+            // counts() reads the whole table: polling it often would take CPU from the workers.
+            try await Task.sleep(for: .milliseconds(started == nil ? 20 : 100))
         }
         return seconds(ContinuousClock.now - (started ?? .now))
     }
@@ -134,7 +143,8 @@ struct BenchCommand: AsyncParsableCommand {
     // MARK: Pickup
 
     func pickup() async throws {
-        let count = max(1, processes)
+        if processes == 0 { return try await pickupInProcess() }
+        let count = processes
         print("store=\(store.rawValue), \(samples) samples, \(count) idle worker process\(count == 1 ? "" : "es") "
               + "(poll interval 1 s: a faster pickup comes from the push wake-up)")
         let bench = try await openStore()
@@ -164,6 +174,52 @@ struct BenchCommand: AsyncParsableCommand {
                      histogram.max, histogram.totalCount))
     }
 
+    /// Idle pickup with a worker node inside this process, timed on one monotonic clock with
+    /// microsecond resolution: from the enqueue call, and from its acknowledgement (the commit),
+    /// to the moment the stage starts running.
+    func pickupInProcess() async throws {
+        print("store=\(store.rawValue), \(samples) samples, 1 idle in-process node (its own connection pool and listener; "
+              + "poll interval 1 s: a faster pickup comes from the push wake-up)")
+        let bench = try await openStore()
+        defer { bench.removeDirectory() }
+        let workerStore = try await bench.openAnother()
+        let starts = StageStarts()
+        let worker = WorkerNode(store: workerStore,
+                                options: WorkerOptions(nodeID: "pickup-0", capacity: 4, pollIntervalSec: 1, drainTimeoutSec: 5,
+                                                       rescueIntervalSec: 60,
+                                                       logDirectory: bench.directory.appendingPathComponent("logs").path),
+                                executors: ExecutorRegistry(noop: starts))
+        var fromCall = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+        var fromAck = fromCall
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await worker.run() }
+            try await Task.sleep(for: .seconds(2))
+            for _ in 0..<samples {
+                let spec = JobSpec(id: JobID.make(), stages: [StageSpec(name: "noop", run: .noop)])
+                let started = starts.expect(spec.id)
+                let call = ContinuousClock.now
+                _ = try await bench.store.enqueue(spec)
+                let ack = ContinuousClock.now
+                let stageStart = await started.value
+                fromCall.record(UInt64(max(0, seconds(stageStart - call)) * 1e6))
+                fromAck.record(UInt64(max(0, seconds(stageStart - ack)) * 1e6))
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            worker.beginDrain()
+            try await group.waitForAll()
+        }
+        try await workerStore.close()
+        try await bench.close()
+        func line(_ label: String, _ h: Histogram<UInt64>) -> String {
+            String(format: "%@: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms", label,
+                   Double(h.valueAtPercentile(50)) / 1000, Double(h.valueAtPercentile(90)) / 1000,
+                   Double(h.valueAtPercentile(99)) / 1000, Double(h.max) / 1000)
+        }
+        print("pickup over \(fromCall.totalCount) samples")
+        print(line("  enqueue call → stage start", fromCall))
+        print(line("  enqueue acknowledged (committed) → stage start", fromAck))
+    }
+
     // MARK: Support
 
     var batonPath: String {
@@ -181,7 +237,8 @@ struct BenchCommand: AsyncParsableCommand {
             let sqlite = try SQLiteJobStore(path: path, options: options)
             try await sqlite.migrate()
             return BenchStore(store: sqlite, directory: directory, storeURL: "sqlite:\(path)",
-                              extraConfig: "sqlite: {synchronous: \(synchronous)}")
+                              extraConfig: "sqlite: {synchronous: \(synchronous)}",
+                              reopen: { [options] in try SQLiteJobStore(path: path, options: options) })
         case .postgres:
             let environment = ProcessInfo.processInfo.environment
             guard let url = postgresURL ?? environment["BATON_BENCH_POSTGRES_URL"] ?? environment["BATON_TEST_POSTGRES_URL"] else {
@@ -193,8 +250,11 @@ struct BenchCommand: AsyncParsableCommand {
             options.dropSchemaOnClose = true
             let postgres = try PostgresJobStore(url: url, options: options)
             try await postgres.migrate()
+            var shared = options
+            shared.dropSchemaOnClose = false
             return BenchStore(store: postgres, directory: directory, storeURL: url,
-                              extraConfig: "postgres: {schema: \(schema), max_connections: 4}")
+                              extraConfig: "postgres: {schema: \(schema), max_connections: 4}",
+                              reopen: { [shared] in try PostgresJobStore(url: url, options: shared) })
         }
     }
 
@@ -214,12 +274,52 @@ struct BenchCommand: AsyncParsableCommand {
     }
 }
 
+/// A noop executor that tells the bench when each expected job's stage started.
+final class StageStarts: StageExecutor, Sendable {
+    private struct State {
+        var waiting: [String: CheckedContinuation<ContinuousClock.Instant, Never>] = [:]
+        var started: [String: ContinuousClock.Instant] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    /// A task that returns when `jobID`'s stage starts (create it before enqueueing).
+    func expect(_ jobID: String) -> Task<ContinuousClock.Instant, Never> {
+        Task {
+            await withCheckedContinuation { continuation in
+                let at = state.withLock { state -> ContinuousClock.Instant? in
+                    if let at = state.started.removeValue(forKey: jobID) { return at }
+                    state.waiting[jobID] = continuation
+                    return nil
+                }
+                if let at { continuation.resume(returning: at) }
+            }
+        }
+    }
+
+    func execute(_ context: StageContext) async -> StageResult {
+        let now = ContinuousClock.now
+        let id = context.lease.jobID
+        let waiter = state.withLock { state in
+            if let waiter = state.waiting.removeValue(forKey: id) { return Optional(waiter) }
+            state.started[id] = now
+            return nil
+        }
+        waiter?.resume(returning: now)
+        return .succeeded(.empty)
+    }
+}
+
 /// One benchmark run's store, scratch directory and worker configuration.
 struct BenchStore {
     let store: any JobStore
     let directory: URL
     let storeURL: String
     let extraConfig: String
+    /// Another handle on the same database (its own connections), as a second process would have.
+    let reopen: @Sendable () async throws -> any JobStore
+
+    func openAnother() async throws -> any JobStore { try await reopen() }
 
     func startWorker(_ node: String, capacity: Int, baton: String, pollIntervalMs: Int = 10) throws -> Process {
         let config = directory.appendingPathComponent("\(node).yaml")

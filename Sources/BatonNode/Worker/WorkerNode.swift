@@ -22,7 +22,8 @@ public final class WorkerNode: Service, Sendable {
     let wake = WorkSignal()
     /// Wakes the drain when the last job finishes.
     let idle = WorkSignal()
-    /// Wakes the registry loop at shutdown.
+    /// Wakes the registry and rescue loops at shutdown (not on every finished job, which would
+    /// turn the rescue pass into a query per completion).
     let registryWake = WorkSignal()
 
     struct Active: Sendable {
@@ -68,6 +69,7 @@ public final class WorkerNode: Service, Sendable {
     public func beginDrain() {
         state.withLock { $0.draining = true }
         wake.notify()
+        registryWake.notify()
     }
 
     /// Joins the cluster, then runs until a graceful shutdown. Throws `conflict` when another
@@ -230,10 +232,10 @@ public final class WorkerNode: Service, Sendable {
             if remaining == 0 { idle.notify() }
         }
         while true {
-            var log = logger
-            log[metadataKey: "job.id"] = .string(lease.jobID)
-            log[metadataKey: "job.stage"] = .string(lease.stage.name)
-            log[metadataKey: "lane"] = .string(lease.spec.lane)
+            // Job metadata goes with each message rather than into a copy of the logger:
+            // setting it on the handler re-renders its metadata, for every stage of every job
+            // (5 % of a worker's CPU on a drain of noop jobs), even when nothing is logged.
+            let log = JobLogger(logger, lease)
             log.debug("stage started", metadata: ["attempt": .stringConvertible(lease.attempt)])
             let context = StageContext(lease: lease, abort: abort, logDirectory: options.logDirectory,
                                        captureBytes: options.captureBytes, killGraceSec: options.killGraceSec)
@@ -281,7 +283,7 @@ public final class WorkerNode: Service, Sendable {
 
     /// Retries a store write through transient store failures for as long as the lease may
     /// still be valid. A stale-lease refusal is final and logged. Returns nil when it gave up.
-    private func withStoreRetry<T: Sendable>(_ lease: Lease, _ log: Logger,
+    private func withStoreRetry<T: Sendable>(_ lease: Lease, _ log: JobLogger,
                                              _ body: @Sendable () async throws -> T) async -> T? {
         var delay = 0.05
         while true {
@@ -363,7 +365,7 @@ public final class WorkerNode: Service, Sendable {
             } catch {
                 logger.warning("rescue failed", metadata: ["error": "\(error)"])
             }
-            await wake.wait(upTo: options.rescueIntervalSec)
+            await registryWake.wait(upTo: options.rescueIntervalSec)
         }
     }
 
@@ -385,5 +387,42 @@ public final class WorkerNode: Service, Sendable {
             logger.notice("drain timeout passed; releasing unfinished leases", metadata: ["jobs": .stringConvertible(remaining.count)])
             for job in remaining { job.abort.trigger(.shutdown) }
         }
+    }
+}
+
+/// A node's logger plus one job's metadata, attached to each message only when the message is
+/// logged at all.
+struct JobLogger {
+    let base: Logger
+    let job: Logger.Metadata
+
+    init(_ base: Logger, _ lease: Lease) {
+        self.base = base
+        self.job = ["job.id": .string(lease.jobID), "job.stage": .string(lease.stage.name), "lane": .string(lease.spec.lane)]
+    }
+
+    func log(_ level: Logger.Level, _ message: @autoclosure () -> Logger.Message,
+             _ metadata: @autoclosure () -> Logger.Metadata) {
+        base.log(level: level, message(), metadata: job.merging(metadata()) { _, extra in extra })
+    }
+
+    func debug(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata = [:]) {
+        log(.debug, message(), metadata())
+    }
+
+    func info(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata = [:]) {
+        log(.info, message(), metadata())
+    }
+
+    func notice(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata = [:]) {
+        log(.notice, message(), metadata())
+    }
+
+    func warning(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata = [:]) {
+        log(.warning, message(), metadata())
+    }
+
+    func error(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata = [:]) {
+        log(.error, message(), metadata())
     }
 }
