@@ -71,47 +71,18 @@ extension PostgresJobStore {
         let now = clock.now().epochMilliseconds
         let leases = completions.map(\.lease)
         let reports = completions.map(\.report)
-        let done = try await rows("""
-            WITH input AS (
-                SELECT * FROM unnest(\(leases.map(\.jobID))::text[], \(leases.map(\.fence))::bigint[],
-                                     \(leases.map { Int64($0.stageIndex) })::bigint[], \(leases.map(\.nodeID))::text[],
-                                     \(reports.map { Self.nullable($0.exitCode.map(String.init)) })::text[],
-                                     \(reports.map { Self.nullable($0.stdout) })::text[],
-                                     \(reports.map { Self.nullable($0.stderr) })::text[],
-                                     \(reports.map { Self.nullable($0.logPath) })::text[])
-                    WITH ORDINALITY AS t(id, fence, stage_index, node, exit_code, stdout, stderr, log_path, ord)
-            ), done AS (
-                UPDATE \(unescaped: tables.jobs) j SET
-                    state = CASE WHEN i.stage_index + 1 < j.stage_count THEN 'running' ELSE 'succeeded' END,
-                    stage_index = i.stage_index + 1,
-                    lease_node = CASE WHEN i.stage_index + 1 < j.stage_count THEN j.lease_node END,
-                    lease_expires_at = CASE WHEN i.stage_index + 1 < j.stage_count THEN \(now) + j.lease_ttl_ms END,
-                    finished_at = CASE WHEN i.stage_index + 1 < j.stage_count THEN NULL ELSE \(now) END,
-                    last_node_at = \(now), updated_at = \(now)
-                FROM input i
-                WHERE j.id = i.id AND j.fence = i.fence AND j.stage_index = i.stage_index AND j.state = 'running'
-                RETURNING i.ord, j.id, j.fence, i.stage_index AS done_index, j.state, j.attempts, j.lease_expires_at,
-                          j.stage_names, i.node, i.exit_code, i.stdout, i.stderr, i.log_path
-            ), finished AS (
-                UPDATE \(unescaped: tables.attempts) a SET finished_at = \(now), outcome = 'succeeded',
-                    exit_code = CASE WHEN d.exit_code = '' THEN NULL ELSE substr(d.exit_code, 2)::integer END,
-                    stdout = CASE WHEN d.stdout = '' THEN NULL ELSE substr(d.stdout, 2) END,
-                    stderr = CASE WHEN d.stderr = '' THEN NULL ELSE substr(d.stderr, 2) END,
-                    log_path = CASE WHEN d.log_path = '' THEN NULL ELSE substr(d.log_path, 2) END
-                FROM done d WHERE a.job_id = d.id AND a.fence = d.fence AND a.stage_index = d.done_index
-            ), next_attempts AS (
-                INSERT INTO \(unescaped: tables.attempts) (job_id, fence, stage_index, attempt, stage_name, node_id, started_at, outcome)
-                SELECT d.id, d.fence, d.done_index + 1, d.attempts, d.stage_names[d.done_index + 2], d.node, \(now), 'running'
-                FROM done d WHERE d.state = 'running'
-            ), events AS (
-                INSERT INTO \(unescaped: tables.events) (job_id, at, kind, node_id, stage, attempt, fence, detail)
-                SELECT d.id, \(now), CASE WHEN d.state = 'running' THEN 'stage_completed' ELSE 'completed' END, d.node,
-                       d.stage_names[d.done_index + 1], d.attempts, d.fence,
-                       CASE WHEN d.exit_code = '' THEN NULL ELSE json_build_object('exit_code', substr(d.exit_code, 2))::text END
-                FROM done d ORDER BY d.ord
-            )
-            SELECT ord, state, lease_expires_at FROM done
-            """)
+        let statement = CompleteStatement(
+            now: now, ids: leases.map(\.jobID), fences: leases.map(\.fence), stageIndexes: leases.map { Int64($0.stageIndex) },
+            nodes: leases.map(\.nodeID), exitCodes: reports.map { Self.nullable($0.exitCode.map(String.init)) },
+            stdouts: reports.map { Self.nullable($0.stdout) }, stderrs: reports.map { Self.nullable($0.stderr) },
+            logPaths: reports.map { Self.nullable($0.logPath) })
+        let done = try await mapped {
+            try await Deadline.run(seconds: self.options.operationTimeoutSec, what: "a PostgreSQL completion") {
+                try await self.client.withConnection { connection in
+                    try await connection.run(statement, logger: self.logger)
+                }
+            }
+        }
         var results: [CompletionResult?] = Array(repeating: nil, count: completions.count)
         for row in done {
             let index = Int(try row.get("ord", as: Int64.self)) - 1
@@ -256,4 +227,66 @@ extension PostgresJobStore {
     }
 
     static func seconds(_ value: Double) -> String { String(format: "%.3f", value) }
+}
+
+/// Records a batch of finished stages: each job moves to its next stage under the same lease or
+/// to succeeded, its attempt is closed with the report, the next stage's attempt is opened and
+/// the event log gets `stage_completed` or `completed`, in one statement prepared once per
+/// connection. Rows whose lease is no longer current are left out (the caller reports them).
+struct CompleteStatement: PostgresPreparedStatement {
+    static let name = "baton_complete_v1"
+    static let sql = """
+        WITH input AS (
+            SELECT * FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[],
+                                 $9::text[])
+                WITH ORDINALITY AS t(id, fence, stage_index, node, exit_code, stdout, stderr, log_path, ord)
+        ), done AS (
+            UPDATE jobs j SET
+                state = CASE WHEN i.stage_index + 1 < j.stage_count THEN 'running' ELSE 'succeeded' END,
+                stage_index = i.stage_index + 1,
+                lease_node = CASE WHEN i.stage_index + 1 < j.stage_count THEN j.lease_node END,
+                lease_expires_at = CASE WHEN i.stage_index + 1 < j.stage_count THEN $1 + j.lease_ttl_ms END,
+                finished_at = CASE WHEN i.stage_index + 1 < j.stage_count THEN NULL ELSE $1 END,
+                last_node_at = $1, updated_at = $1
+            FROM input i
+            WHERE j.id = i.id AND j.fence = i.fence AND j.stage_index = i.stage_index AND j.state = 'running'
+            RETURNING i.ord, j.id, j.fence, i.stage_index AS done_index, j.state, j.attempts, j.lease_expires_at,
+                      j.stage_names, i.node, i.exit_code, i.stdout, i.stderr, i.log_path
+        ), finished AS (
+            UPDATE attempts a SET finished_at = $1, outcome = 'succeeded',
+                exit_code = CASE WHEN d.exit_code = '' THEN NULL ELSE substr(d.exit_code, 2)::integer END,
+                stdout = CASE WHEN d.stdout = '' THEN NULL ELSE substr(d.stdout, 2) END,
+                stderr = CASE WHEN d.stderr = '' THEN NULL ELSE substr(d.stderr, 2) END,
+                log_path = CASE WHEN d.log_path = '' THEN NULL ELSE substr(d.log_path, 2) END
+            FROM done d WHERE a.job_id = d.id AND a.fence = d.fence AND a.stage_index = d.done_index
+        ), next_attempts AS (
+            INSERT INTO attempts (job_id, fence, stage_index, attempt, stage_name, node_id, started_at, outcome)
+            SELECT d.id, d.fence, d.done_index + 1, d.attempts, d.stage_names[d.done_index + 2], d.node, $1, 'running'
+            FROM done d WHERE d.state = 'running'
+        ), new_events AS (
+            INSERT INTO events (job_id, at, kind, node_id, stage, attempt, fence, detail)
+            SELECT d.id, $1, CASE WHEN d.state = 'running' THEN 'stage_completed' ELSE 'completed' END, d.node,
+                   d.stage_names[d.done_index + 1], d.attempts, d.fence,
+                   CASE WHEN d.exit_code = '' THEN NULL ELSE json_build_object('exit_code', substr(d.exit_code, 2))::text END
+            FROM done d ORDER BY d.ord
+        )
+        SELECT ord, state, lease_expires_at FROM done
+        """
+    static let bindingDataTypes: [PostgresDataType] = [
+        .int8, .textArray, .int8Array, .int8Array, .textArray, .textArray, .textArray, .textArray, .textArray,
+    ]
+
+    let now: Int64
+    let ids: [String], fences: [Int64], stageIndexes: [Int64], nodes: [String]
+    let exitCodes: [String], stdouts: [String], stderrs: [String], logPaths: [String]
+
+    func makeBindings() throws -> PostgresBindings {
+        var b = PostgresBindings(capacity: 9)
+        b.append(now)
+        b.append(ids); b.append(fences); b.append(stageIndexes); b.append(nodes)
+        b.append(exitCodes); b.append(stdouts); b.append(stderrs); b.append(logPaths)
+        return b
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> PostgresRandomAccessRow { row.makeRandomAccess() }
 }

@@ -53,7 +53,9 @@ public final class PostgresJobStore: JobStore {
         configuration.options.maximumConnections = max(1, options.maxConnections)
         configuration.options.connectTimeout = .milliseconds(Int64(options.connectTimeoutSec * 1000))
         // JIT compilation never pays for statements this short; it only adds latency.
-        configuration.options.additionalStartupParameters = [("jit", "off")]
+        // The pool's search_path is the store's schema, so that prepared statements (whose
+        // text is fixed) name tables without it.
+        configuration.options.additionalStartupParameters = [("jit", "off"), ("search_path", tables.schema)]
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.client = client
         self.endpoint = endpoint
@@ -194,6 +196,17 @@ extension PostgresConnection {
     func rows(_ query: PostgresQuery, logger: Logger) async throws -> [PostgresRandomAccessRow] {
         var out: [PostgresRandomAccessRow] = []
         for try await row in try await self.query(query, logger: logger) { out.append(row.makeRandomAccess()) }
+        return out
+    }
+}
+
+extension PostgresConnection {
+    /// Runs a prepared statement (prepared on this connection at first use) and reads its
+    /// whole result.
+    @discardableResult
+    func run<Statement: PostgresPreparedStatement>(_ statement: Statement, logger: Logger) async throws -> [Statement.Row] {
+        var out: [Statement.Row] = []
+        for try await row in try await execute(statement, logger: logger) { out.append(row) }
         return out
     }
 }

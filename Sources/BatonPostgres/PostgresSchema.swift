@@ -119,24 +119,27 @@ enum PostgresSchema {
             ]),
             (3, [
                 // The claim's ordered walk, as a function so that it can carry its own planner
-                // settings. A queue table's statistics are always behind (rows change state
-                // faster than ANALYZE runs); with them the planner took a claim for a handful
-                // of rows and read every queued row through another index, then sorted them:
-                // a claim cost O(queue length), 10-30 ms at 10-20k queued jobs. With sorts
-                // priced out inside this function the walk follows `jobs_ready` in claim order
-                // and stops at the limit, whatever the statistics say. ROWS tells the caller's
-                // plan to expect a batch, not a thousand rows (which made it hash-join the
-                // whole jobs table to the batch).
+                // settings (PL/pgSQL: each session plans it once, not on every call). A queue
+                // table's statistics are always behind (rows change state faster than ANALYZE
+                // runs); with them the planner took a claim for a handful of rows and read
+                // every queued row through another index, then sorted them: a claim cost
+                // O(queue length), 10-30 ms at 10-20k queued jobs. With sorts priced out inside
+                // this function the walk follows `jobs_ready` in claim order and stops at the
+                // limit, whatever the statistics say. ROWS tells the caller's plan to expect a
+                // batch, not a thousand rows (which made it hash-join the whole jobs table).
                 """
                 CREATE FUNCTION \(t.schema).claimable(p_now bigint, p_region text, p_limit bigint)
                 RETURNS TABLE (claim_seq bigint, previous_node text, previous_node_at bigint)
-                LANGUAGE sql VOLATILE ROWS 16 SET enable_sort = off SET jit = off AS $$
+                LANGUAGE plpgsql VOLATILE ROWS 16 SET enable_sort = off SET jit = off AS $$
+                BEGIN
+                    RETURN QUERY
                     SELECT j.seq, j.last_node, j.last_node_at FROM \(t.jobs) j
                     WHERE j.state IN ('queued', 'retry_wait') AND j.run_at <= p_now AND j.claim_deadline > p_now
                       AND (j.region_affinity IS NULL OR j.region_affinity = p_region OR j.run_at + j.region_fallback_ms <= p_now)
                     ORDER BY j.priority DESC, j.run_at, j.seq
                     LIMIT p_limit
-                    FOR UPDATE SKIP LOCKED
+                    FOR UPDATE OF j SKIP LOCKED;
+                END
                 $$
                 """,
                 // Every index on jobs gets an entry on each claim and each completion (a state

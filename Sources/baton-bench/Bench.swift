@@ -53,13 +53,6 @@ struct BenchCommand: AsyncParsableCommand {
             let settings = try await postgres.serverSettings().map { "\($0.name)=\($0.value)" }.joined(separator: ", ")
             print("postgresql: \(settings)")
         }
-        if ProcessInfo.processInfo.environment["RT"] != nil, let postgres = probe.store as? PostgresJobStore {
-            for _ in 0..<3 {
-                let t0 = ContinuousClock.now
-                for _ in 0..<200 { _ = try await postgres.enqueue(JobSpec(id: JobID.make(), stages: [StageSpec(name: "noop", run: .noop)])) }
-                print("roundtrip", seconds(ContinuousClock.now - t0) / 200 * 1000, "ms")
-            }
-        }
         try await probe.close()
         switch scenario {
         case .drain: try await drain()
