@@ -178,25 +178,21 @@ extension PostgresJobStore {
     }
 }
 
-/// Claims up to `limit` jobs for a node: locks them in claim order (`claimable`), moves them to
-/// running under a new fence, opens their attempts and logs the claim with its handover
-/// detail, in one statement. Prepared once per connection: the claim is the statement an idle
+/// Claims up to `limit` jobs for a node: `claim_batch` locks them in claim order and moves them
+/// to running under a new fence; the statement opens their attempts and logs the claim with
+/// its handover detail. Prepared once per connection: the claim is the statement an idle
 /// node's pickup latency waits on, and parsing and planning it was a third of its server time.
 /// Table names resolve through the pool's `search_path` (the store's schema).
 struct ClaimStatement: PostgresPreparedStatement {
-    static let name = "baton_claim_v1"
+    static let name = "baton_claim_v2"
     static let sql = """
-        WITH picked AS (
-            SELECT claim_seq AS seq, previous_node, previous_node_at FROM claimable($1, $2, $3)
-        ), claimed AS (
-            UPDATE jobs j
-            SET state = 'running', attempts = j.attempts + 1, fence = j.fence + 1, ever_claimed = true,
-                claim_deadline = j.deadline_base + j.ttl_ms, lease_node = $4, lease_expires_at = $1 + j.lease_ttl_ms,
-                last_node = $4, last_node_at = $1, updated_at = $1
-            FROM picked WHERE j.seq = picked.seq
-            RETURNING j.seq, j.id, j.spec, j.priority, j.attempts, j.fence, j.stage_index, j.run_at, j.lease_expires_at,
-                      j.stage_names[j.stage_index + 1] AS stage_name, j.region_affinity, picked.previous_node,
-                      picked.previous_node_at
+        WITH claimed AS (
+            SELECT r_seq AS seq, r_id AS id, r_spec AS spec, r_priority AS priority, r_attempts AS attempts,
+                   r_fence AS fence, r_stage_index AS stage_index, r_run_at AS run_at,
+                   r_lease_expires_at AS lease_expires_at, r_stage_name AS stage_name,
+                   r_region_affinity AS region_affinity, r_previous_node AS previous_node,
+                   r_previous_node_at AS previous_node_at
+            FROM claim_batch($1, $2, $3, $4)
         ), new_attempts AS (
             INSERT INTO attempts (job_id, fence, stage_index, attempt, stage_name, node_id, started_at, outcome)
             SELECT id, fence, stage_index, attempts, stage_name, $4, $1, 'running' FROM claimed

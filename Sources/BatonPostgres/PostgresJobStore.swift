@@ -79,6 +79,16 @@ public final class PostgresJobStore: JobStore {
         try await transaction { connection, _ in
             try await PostgresSchema.migrate(connection, tables: self.tables, logger: self.logger)
         }
+        // The prepared statements name tables without a schema: they rely on the search_path
+        // this pool asks for at connect time. A pooler that drops startup parameters would send
+        // them to whatever the default path holds; refuse to start rather than guess.
+        let schema = try await rows("SELECT current_schema() AS schema").first.map { try $0.get("schema", as: String?.self) } ?? nil
+        guard schema == tables.schema else {
+            throw BatonError(.storeUnavailable, field: "store",
+                             "PostgreSQL at \(endpoint.redacted) ignored the search_path Baton asked for (current schema "
+                             + "\(schema.map { "\"\($0)\"" } ?? "none"), expected \"\(tables.schema)\"); connect directly or "
+                             + "through a pooler that passes startup parameters (session mode)")
+        }
     }
 
     public func close() async throws {
@@ -203,11 +213,23 @@ extension PostgresConnection {
 extension PostgresConnection {
     /// Runs a prepared statement (prepared on this connection at first use) and reads its
     /// whole result.
+    ///
+    /// postgres-nio remembers a failed prepare on the connection and returns that error on
+    /// every later use without preparing again (a claim that ran before a migration finished,
+    /// a plan invalidated by a schema change). Unless the error is about the data (a key
+    /// conflict, a serialization failure or deadlock), the connection is closed so that the
+    /// pool replaces it with a fresh one.
     @discardableResult
     func run<Statement: PostgresPreparedStatement>(_ statement: Statement, logger: Logger) async throws -> [Statement.Row] {
-        var out: [Statement.Row] = []
-        for try await row in try await execute(statement, logger: logger) { out.append(row) }
-        return out
+        do {
+            var out: [Statement.Row] = []
+            for try await row in try await execute(statement, logger: logger) { out.append(row) }
+            return out
+        } catch let error as PSQLError {
+            let state = error.serverInfo?[.sqlState] ?? ""
+            if !(state.hasPrefix("23") || state.hasPrefix("40")) { try? await close() }
+            throw error
+        }
     }
 }
 

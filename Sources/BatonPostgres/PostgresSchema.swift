@@ -118,27 +118,43 @@ enum PostgresSchema {
                 """,
             ]),
             (3, [
-                // The claim's ordered walk, as a function so that it can carry its own planner
-                // settings (PL/pgSQL: each session plans it once, not on every call). A queue
-                // table's statistics are always behind (rows change state faster than ANALYZE
-                // runs); with them the planner took a claim for a handful of rows and read
-                // every queued row through another index, then sorted them: a claim cost
-                // O(queue length), 10-30 ms at 10-20k queued jobs. With sorts priced out inside
-                // this function the walk follows `jobs_ready` in claim order and stops at the
-                // limit, whatever the statistics say. ROWS tells the caller's plan to expect a
-                // batch, not a thousand rows (which made it hash-join the whole jobs table).
+                // A claim's row work, as a function so that it can carry its own planner
+                // settings (PL/pgSQL: its plan is made once per session). A queue table's
+                // statistics are always behind (rows change state faster than ANALYZE runs);
+                // with them the planner took a claim for a handful of rows and read every
+                // queued row through another index, then sorted them: a claim cost O(queue
+                // length), 10-30 ms at 10-20k queued jobs. With sorts priced out here the walk
+                // follows `jobs_ready` in claim order and stops at the limit, whatever the
+                // statistics say. The lock and the update are one query, so they see one
+                // snapshot (a job committed in between is either claimed or left unlocked).
+                // ROWS tells the caller's plan to expect a batch, not a thousand rows.
                 """
-                CREATE FUNCTION \(t.schema).claimable(p_now bigint, p_region text, p_limit bigint)
-                RETURNS TABLE (claim_seq bigint, previous_node text, previous_node_at bigint)
-                LANGUAGE plpgsql VOLATILE ROWS 16 SET enable_sort = off SET jit = off AS $$
+                CREATE FUNCTION \(t.schema).claim_batch(p_now bigint, p_region text, p_limit bigint, p_node text)
+                RETURNS TABLE (r_seq bigint, r_id text, r_spec text, r_priority integer, r_attempts integer,
+                               r_fence bigint, r_stage_index integer, r_run_at bigint, r_lease_expires_at bigint,
+                               r_stage_name text, r_region_affinity text, r_previous_node text, r_previous_node_at bigint)
+                LANGUAGE plpgsql VOLATILE ROWS 16
+                SET enable_sort = off SET jit = off SET plan_cache_mode = force_generic_plan AS $$
                 BEGIN
                     RETURN QUERY
-                    SELECT j.seq, j.last_node, j.last_node_at FROM \(t.jobs) j
-                    WHERE j.state IN ('queued', 'retry_wait') AND j.run_at <= p_now AND j.claim_deadline > p_now
-                      AND (j.region_affinity IS NULL OR j.region_affinity = p_region OR j.run_at + j.region_fallback_ms <= p_now)
-                    ORDER BY j.priority DESC, j.run_at, j.seq
-                    LIMIT p_limit
-                    FOR UPDATE OF j SKIP LOCKED;
+                    WITH picked AS (
+                        SELECT q.seq, q.last_node, q.last_node_at FROM \(t.jobs) q
+                        WHERE q.state IN ('queued', 'retry_wait') AND q.run_at <= p_now AND q.claim_deadline > p_now
+                          AND (q.region_affinity IS NULL OR q.region_affinity = p_region
+                               OR q.run_at + q.region_fallback_ms <= p_now)
+                        ORDER BY q.priority DESC, q.run_at, q.seq
+                        LIMIT p_limit
+                        FOR UPDATE OF q SKIP LOCKED
+                    )
+                    UPDATE \(t.jobs) j
+                    SET state = 'running', attempts = j.attempts + 1, fence = j.fence + 1, ever_claimed = true,
+                        claim_deadline = j.deadline_base + j.ttl_ms, lease_node = p_node,
+                        lease_expires_at = p_now + j.lease_ttl_ms, last_node = p_node, last_node_at = p_now,
+                        updated_at = p_now
+                    FROM picked WHERE j.seq = picked.seq
+                    RETURNING j.seq, j.id, j.spec, j.priority, j.attempts, j.fence, j.stage_index, j.run_at,
+                              j.lease_expires_at, j.stage_names[j.stage_index + 1], j.region_affinity,
+                              picked.last_node, picked.last_node_at;
                 END
                 $$
                 """,

@@ -40,7 +40,7 @@ struct CLITests {
         for (name, data, field) in cases {
             let file = h.directory.appendingPathComponent("bad.json")
             try data.write(to: file)
-            let (status, output) = try h.cli(["submit", "--db", h.dbPath, file.path])
+            let (status, output) = try await h.cli(["submit", "--db", h.dbPath, file.path])
             #expect(status == 65, "\(name): exit status \(status), output: \(output)")
             #expect(output.contains("error: \(field):"), "\(name): expected the field \(field) in: \(output)")
         }
@@ -51,29 +51,29 @@ struct CLITests {
         let h = try await ProcessHarness()
         defer { h.finish() }
         let envelope = #"{"job_id":"build-1","idempotency_key":"repo:acme:commit:9c1b","stages":[{"name":"compile","run":{"shell":"true"}},{"name":"upload","run":{"noop":true}}]}"#
-        let first = try h.cli(["submit", "--db", h.dbPath, "-"], stdin: Data(envelope.utf8))
+        let first = try await h.cli(["submit", "--db", h.dbPath, "-"], stdin: Data(envelope.utf8))
         #expect(first.status == 0)
         #expect(first.output.contains("build-1  enqueued"))
-        let again = try h.cli(["submit", "--db", h.dbPath, "--json", "-"], stdin: Data(envelope.utf8))
+        let again = try await h.cli(["submit", "--db", h.dbPath, "--json", "-"], stdin: Data(envelope.utf8))
         #expect(again.output.contains("\"deduplicated\" : true"))
 
-        let list = try h.cli(["jobs", "--db", h.dbPath])
+        let list = try await h.cli(["jobs", "--db", h.dbPath])
         #expect(list.output.contains("build-1"))
         #expect(list.output.contains("queued"))
-        let json = try h.cli(["jobs", "--db", h.dbPath, "--json", "--state", "queued"])
+        let json = try await h.cli(["jobs", "--db", h.dbPath, "--json", "--state", "queued"])
         let parsed = try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [[String: Any]]
         #expect(parsed?.first?["job_id"] as? String == "build-1")
 
-        let show = try h.cli(["show", "--db", h.dbPath, "build-1"])
+        let show = try await h.cli(["show", "--db", h.dbPath, "build-1"])
         #expect(show.output.contains("compile"))
         #expect(show.output.contains("deduplicated"))
 
-        #expect(try h.cli(["cancel", "--db", h.dbPath, "build-1"]).status == 0)
+        #expect(try await h.cli(["cancel", "--db", h.dbPath, "build-1"]).status == 0)
         #expect(try await h.store.job(id: "build-1")?.state == .cancelled)
-        let twice = try h.cli(["cancel", "--db", h.dbPath, "build-1"])
+        let twice = try await h.cli(["cancel", "--db", h.dbPath, "build-1"])
         #expect(twice.status == 1)
         #expect(twice.output.contains("already cancelled"))
-        let missing = try h.cli(["show", "--db", h.dbPath, "nope"])
+        let missing = try await h.cli(["show", "--db", h.dbPath, "nope"])
         #expect(missing.status == 1)
     }
 
@@ -89,30 +89,30 @@ struct CLITests {
         try await h.waitUntil(timeout: 30, "the job to be dead-lettered") {
             try await h.store.job(id: "flaky-1")?.state == .dead
         }
-        let list = try h.cli(["dlq", "list", "--db", h.dbPath])
+        let list = try await h.cli(["dlq", "list", "--db", h.dbPath])
         #expect(list.output.contains("flaky-1"))
         #expect(list.output.contains("exit_code"))
         _ = FileManager.default.createFile(atPath: marker, contents: nil)
-        #expect(try h.cli(["dlq", "redrive", "--db", h.dbPath, "flaky-1"]).status == 0)
+        #expect(try await h.cli(["dlq", "redrive", "--db", h.dbPath, "flaky-1"]).status == 0)
         try await h.waitUntil(timeout: 30, "the redriven job to succeed") {
             try await h.store.job(id: "flaky-1")?.state == .succeeded
         }
-        #expect(try h.cli(["dlq", "redrive", "--db", h.dbPath]).status == 64)
+        #expect(try await h.cli(["dlq", "redrive", "--db", h.dbPath]).status == 64)
         h.signal(worker, SIGTERM)
     }
 
     @Test func badStoreIsNamedWhereItWasSet() async throws {
         let h = try await ProcessHarness()
         defer { h.finish() }
-        let fromOption = try h.cli(["config", "check", "--db", "baton.db"])
+        let fromOption = try await h.cli(["config", "check", "--db", "baton.db"])
         #expect(fromOption.status == 65)
         #expect(fromOption.output.contains(#"error: --db: expected sqlite:PATH"#), "output: \(fromOption.output)")
-        let fromEnvironment = try h.cli(["config", "check"], environment: ["BATON_DB": "baton.db"])
+        let fromEnvironment = try await h.cli(["config", "check"], environment: ["BATON_DB": "baton.db"])
         #expect(fromEnvironment.status == 65)
         #expect(fromEnvironment.output.contains("error: BATON_DB: expected sqlite:PATH"), "output: \(fromEnvironment.output)")
         let path = h.directory.appendingPathComponent("store.yaml").path
         try "store: baton.db\n".write(toFile: path, atomically: true, encoding: .utf8)
-        let fromFile = try h.cli(["config", "check", "--config", path])
+        let fromFile = try await h.cli(["config", "check", "--config", path])
         #expect(fromFile.status == 65)
         #expect(fromFile.output.contains("error: store: expected sqlite:PATH"), "output: \(fromFile.output)")
     }
@@ -120,7 +120,7 @@ struct CLITests {
     @Test func dbOptionReplacesABadBatonDB() async throws {
         let h = try await ProcessHarness()
         defer { h.finish() }
-        let result = try h.cli(["jobs", "--db", h.dbPath], environment: ["BATON_DB": "baton.db"])
+        let result = try await h.cli(["jobs", "--db", h.dbPath], environment: ["BATON_DB": "baton.db"])
         #expect(result.status == 0, "output: \(result.output)")
     }
 
@@ -128,10 +128,10 @@ struct CLITests {
         let h = try await ProcessHarness()
         defer { h.finish() }
         let unopenable = h.directory.appendingPathComponent("missing/dir/baton.db").path
-        let fromOption = try h.cli(["jobs", "--db", unopenable])
+        let fromOption = try await h.cli(["jobs", "--db", unopenable])
         #expect(fromOption.status == 69)
         #expect(fromOption.output.contains("error: --db: cannot open SQLite database"), "output: \(fromOption.output)")
-        let fromEnvironment = try h.cli(["jobs"], environment: ["BATON_DB": unopenable])
+        let fromEnvironment = try await h.cli(["jobs"], environment: ["BATON_DB": unopenable])
         #expect(fromEnvironment.status == 69)
         #expect(fromEnvironment.output.contains("error: BATON_DB: cannot open SQLite database"), "output: \(fromEnvironment.output)")
     }
@@ -140,25 +140,25 @@ struct CLITests {
     @Test func unreadableInputExits66AndInvalidInputExits65() async throws {
         let h = try await ProcessHarness()
         defer { h.finish() }
-        let help = try h.cli(["--help"])
+        let help = try await h.cli(["--help"])
         let helpText = help.output.split(whereSeparator: \.isWhitespace).joined(separator: " ")
         #expect(helpText.contains("65 invalid envelope or configuration; 66 input file unreadable"))
 
-        let missing = try h.cli(["config", "check", "--config", h.directory.appendingPathComponent("nope.yaml").path])
+        let missing = try await h.cli(["config", "check", "--config", h.directory.appendingPathComponent("nope.yaml").path])
         #expect(missing.status == 66, "output: \(missing.output)")
         #expect(missing.output.contains("cannot read configuration file"))
-        let directory = try h.cli(["config", "check", "--config", h.directory.path])
+        let directory = try await h.cli(["config", "check", "--config", h.directory.path])
         #expect(directory.status == 66, "output: \(directory.output)")
-        let missingEnvelope = try h.cli(["submit", "--db", h.dbPath, h.directory.appendingPathComponent("nope.json").path])
+        let missingEnvelope = try await h.cli(["submit", "--db", h.dbPath, h.directory.appendingPathComponent("nope.json").path])
         #expect(missingEnvelope.status == 66, "output: \(missingEnvelope.output)")
         #expect(missingEnvelope.output.contains("nope.json: cannot read the file"))
 
         let notUTF8 = h.directory.appendingPathComponent("binary.yaml")
         try Data([0x6E, 0x3A, 0xFF]).write(to: notUTF8)
-        #expect(try h.cli(["config", "check", "--config", notUTF8.path]).status == 65)
+        #expect(try await h.cli(["config", "check", "--config", notUTF8.path]).status == 65)
         let notYAML = h.directory.appendingPathComponent("broken.yaml").path
         try "node: {capacity: 4\n".write(toFile: notYAML, atomically: true, encoding: .utf8)
-        #expect(try h.cli(["config", "check", "--config", notYAML]).status == 65)
+        #expect(try await h.cli(["config", "check", "--config", notYAML]).status == 65)
     }
 
     @Test func configCheckNamesUnknownKeysWithASuggestion() async throws {
@@ -166,12 +166,12 @@ struct CLITests {
         defer { h.finish() }
         let path = h.directory.appendingPathComponent("baton.yaml").path
         try "node:\n  capacty: 4\n".write(toFile: path, atomically: true, encoding: .utf8)
-        let bad = try h.cli(["config", "check", "--config", path])
+        let bad = try await h.cli(["config", "check", "--config", path])
         #expect(bad.status == 65)
         #expect(bad.output.contains("node.capacty"))
         #expect(bad.output.contains("capacity"))
         try "node:\n  capacity: 8\n".write(toFile: path, atomically: true, encoding: .utf8)
-        let good = try h.cli(["config", "check", "--config", path])
+        let good = try await h.cli(["config", "check", "--config", path])
         #expect(good.status == 0)
         #expect(good.output.contains("node.capacity"))
     }

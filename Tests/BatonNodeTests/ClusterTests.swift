@@ -25,7 +25,7 @@ struct ClusterTests {
         #expect(holder.info.pid == first.processIdentifier)
 
         let config = try h.config(node: "twin")
-        let (status, output) = try h.cli(["worker", "--config", config])
+        let (status, output) = try await h.cli(["worker", "--config", config])
         #expect(status == 75, "a second live twin must refuse to start: \(output)")
         #expect(output.contains("node.id"))
         #expect(output.contains("node id \"twin\" is already in use by a live process"))

@@ -33,7 +33,9 @@ struct DeadlineTests {
             #expect(error.code == .storeUnavailable)
             #expect(error.message.contains("a hung statement did not finish within 0.3 s"))
         }
-        #expect(Date().timeIntervalSince(started) < 3)
+        // The operation never ends: returning at all proves the deadline; the bound only has to
+        // stay clear of a loaded CI machine's scheduling delays.
+        #expect(Date().timeIntervalSince(started) < 20)
         parked.withLock { $0?.resume(); $0 = nil }
     }
 
@@ -48,6 +50,7 @@ struct DeadlineTests {
         let started = Date()
         task.cancel()
         await #expect(throws: (any Error).self) { try await task.value }
-        #expect(Date().timeIntervalSince(started) < 3)
+        // Well before the operation's own 30 s.
+        #expect(Date().timeIntervalSince(started) < 15)
     }
 }

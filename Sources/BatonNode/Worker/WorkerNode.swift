@@ -365,7 +365,12 @@ public final class WorkerNode: Service, Sendable {
             } catch {
                 logger.warning("rescue failed", metadata: ["error": "\(error)"])
             }
-            await registryWake.wait(upTo: options.rescueIntervalSec)
+            // Short waits with a fresh look at the state: a stop signalled while the pass ran
+            // would otherwise wait out a whole rescue interval.
+            let due = ContinuousClock.now + .milliseconds(Int64(options.rescueIntervalSec * 1000))
+            while ContinuousClock.now < due && !state.withLock({ $0.draining || $0.stopped }) {
+                await registryWake.wait(upTo: min(0.25, options.rescueIntervalSec))
+            }
         }
     }
 
@@ -402,27 +407,33 @@ struct JobLogger {
     }
 
     func log(_ level: Logger.Level, _ message: @autoclosure () -> Logger.Message,
-             _ metadata: @autoclosure () -> Logger.Metadata) {
-        base.log(level: level, message(), metadata: job.merging(metadata()) { _, extra in extra })
+             _ metadata: @autoclosure () -> Logger.Metadata, file: String, function: String, line: UInt) {
+        base.log(level: level, message(), metadata: job.merging(metadata()) { _, extra in extra },
+                 file: file, function: function, line: line)
     }
 
-    func debug(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata = [:]) {
-        log(.debug, message(), metadata())
+    func debug(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata = [:],
+               file: String = #fileID, function: String = #function, line: UInt = #line) {
+        log(.debug, message(), metadata(), file: file, function: function, line: line)
     }
 
-    func info(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata = [:]) {
-        log(.info, message(), metadata())
+    func info(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata = [:],
+              file: String = #fileID, function: String = #function, line: UInt = #line) {
+        log(.info, message(), metadata(), file: file, function: function, line: line)
     }
 
-    func notice(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata = [:]) {
-        log(.notice, message(), metadata())
+    func notice(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata = [:],
+                file: String = #fileID, function: String = #function, line: UInt = #line) {
+        log(.notice, message(), metadata(), file: file, function: function, line: line)
     }
 
-    func warning(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata = [:]) {
-        log(.warning, message(), metadata())
+    func warning(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata = [:],
+                 file: String = #fileID, function: String = #function, line: UInt = #line) {
+        log(.warning, message(), metadata(), file: file, function: function, line: line)
     }
 
-    func error(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata = [:]) {
-        log(.error, message(), metadata())
+    func error(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata = [:],
+               file: String = #fileID, function: String = #function, line: UInt = #line) {
+        log(.error, message(), metadata(), file: file, function: function, line: line)
     }
 }

@@ -104,14 +104,25 @@ final class ProcessHarness: @unchecked Sendable {
         let configPath = try config(node: node, capacity: capacity, drainTimeoutSec: drainTimeoutSec,
                                     heartbeatIntervalSec: heartbeatIntervalSec, deadAfterMissed: deadAfterMissed,
                                     pollIntervalMs: pollIntervalMs, logLevel: logLevel)
-        return try run(["worker", "--config", configPath], log: log ?? "\(node).log", wait: false)
+        let process = try launch(["worker", "--config", configPath], log: log ?? "\(node).log")
+        workers.append(process)
+        return process
     }
 
-    /// Runs `baton ARGS` and, with `wait`, waits for it to exit. `environment` is added to
-    /// this process's own.
+    /// Runs `baton ARGS` and waits for it to exit, polling: a blocking wait would hold one of
+    /// the few threads every test shares and stall the others. `environment` is added to this
+    /// process's own.
     @discardableResult
-    func run(_ arguments: [String], log: String? = nil, stdin: Data? = nil, environment: [String: String] = [:],
-             wait: Bool = true) throws -> Process {
+    func run(_ arguments: [String], log: String? = nil, stdin: Data? = nil,
+             environment: [String: String] = [:]) async throws -> Process {
+        let process = try launch(arguments, log: log, stdin: stdin, environment: environment)
+        while process.isRunning { try await Task.sleep(for: .milliseconds(10)) }
+        return process
+    }
+
+    /// Starts `baton ARGS` and returns at once.
+    func launch(_ arguments: [String], log: String? = nil, stdin: Data? = nil,
+                environment: [String: String] = [:]) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binary)
         process.arguments = arguments
@@ -134,15 +145,14 @@ final class ProcessHarness: @unchecked Sendable {
             process.standardInput = FileHandle.nullDevice
             try process.run()
         }
-        if wait { process.waitUntilExit() } else { workers.append(process) }
         return process
     }
 
     /// Runs `baton ARGS` and returns its exit status and combined output.
     func cli(_ arguments: [String], stdin: Data? = nil,
-             environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+             environment: [String: String] = [:]) async throws -> (status: Int32, output: String) {
         let log = "cli-\(UUID().uuidString.prefix(8)).log"
-        let process = try run(arguments, log: log, stdin: stdin, environment: environment)
+        let process = try await run(arguments, log: log, stdin: stdin, environment: environment)
         let output = (try? String(contentsOf: directory.appendingPathComponent(log), encoding: .utf8)) ?? ""
         return (process.terminationStatus, output)
     }
