@@ -76,13 +76,7 @@ extension PostgresJobStore {
             nodes: leases.map(\.nodeID), exitCodes: reports.map { Self.nullable($0.exitCode.map(String.init)) },
             stdouts: reports.map { Self.nullable($0.stdout) }, stderrs: reports.map { Self.nullable($0.stderr) },
             logPaths: reports.map { Self.nullable($0.logPath) })
-        let done = try await mapped {
-            try await Deadline.run(seconds: self.options.operationTimeoutSec, what: "a PostgreSQL completion") {
-                try await self.client.withConnection { connection in
-                    try await connection.run(statement, logger: self.logger)
-                }
-            }
-        }
+        let done = try await run(statement, what: "a PostgreSQL completion")
         var results: [CompletionResult?] = Array(repeating: nil, count: completions.count)
         for row in done {
             let index = Int(try row.get("ord", as: Int64.self)) - 1

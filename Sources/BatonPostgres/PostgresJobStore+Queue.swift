@@ -155,13 +155,7 @@ extension PostgresJobStore {
         let now = clock.now().epochMilliseconds
         let statement = ClaimStatement(now: now, region: request.region ?? "", limit: Int64(request.limit),
                                        nodeID: request.nodeID)
-        let rows = try await mapped {
-            try await Deadline.run(seconds: self.options.operationTimeoutSec, what: "a PostgreSQL claim") {
-                try await self.client.withConnection { connection in
-                    try await connection.run(statement, logger: self.logger)
-                }
-            }
-        }
+        let rows = try await run(statement, what: "a PostgreSQL claim")
         var leases: [(order: (Int64, Int64, Int64), lease: Lease)] = []
         leases.reserveCapacity(rows.count)
         for row in rows {

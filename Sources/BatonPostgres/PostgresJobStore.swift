@@ -122,6 +122,18 @@ public final class PostgresJobStore: JobStore {
         }
     }
 
+    /// Runs one prepared statement outside an explicit transaction and returns its rows.
+    func run<Statement: PostgresPreparedStatement>(_ statement: Statement, what: String) async throws -> [Statement.Row]
+    where Statement.Row: Sendable {
+        try await mapped {
+            try await Deadline.run(seconds: self.options.operationTimeoutSec, what: what) {
+                try await self.client.withConnection { connection in
+                    try await connection.run(statement, logger: self.logger)
+                }
+            }
+        }
+    }
+
     func execute(_ query: PostgresQuery) async throws {
         try await rows(query)
     }

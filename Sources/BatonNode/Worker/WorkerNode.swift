@@ -236,7 +236,7 @@ public final class WorkerNode: Service, Sendable {
             // setting it on the handler re-renders its metadata, for every stage of every job
             // (5 % of a worker's CPU on a drain of noop jobs), even when nothing is logged.
             let log = JobLogger(logger, lease)
-            log.debug("stage started", metadata: ["attempt": .stringConvertible(lease.attempt)])
+            log(.debug, "stage started", metadata: ["attempt": .stringConvertible(lease.attempt)])
             let context = StageContext(lease: lease, abort: abort, logDirectory: options.logDirectory,
                                        captureBytes: options.captureBytes, killGraceSec: options.killGraceSec)
             let result = await executors.executor(for: lease.stage.run).execute(context)
@@ -253,28 +253,28 @@ public final class WorkerNode: Service, Sendable {
                     continue
                 case .succeeded?:
                     state.withLock { $0.completed += 1 }
-                    log.debug("job succeeded")
+                    log(.debug, "job succeeded")
                 case .refused(let error)?:
-                    log.warning("completion refused: the lease is stale", metadata: ["reason": .string(error.message)])
+                    log(.warning, "completion refused: the lease is stale", metadata: ["reason": .string(error.message)])
                 case nil:
-                    log.error("completion not recorded: the store stayed unreachable until the lease ran out")
+                    log(.error, "completion not recorded: the store stayed unreachable until the lease ran out")
                 }
             case .failed(let failure, let report):
-                log.info("stage failed", metadata: ["class": .string(failure.errorClass.rawValue),
+                log(.info, "stage failed", metadata: ["class": .string(failure.errorClass.rawValue),
                                                    "reason": .string(failure.reason), "message": .string(failure.message)])
                 let decision = await withStoreRetry(current, log) {
                     try await self.store.fail(current, failure: failure, report: report)
                 }
-                if let decision { log.info("failure recorded", metadata: ["decision": "\(decision)"]) }
+                if let decision { log(.info, "failure recorded", metadata: ["decision": "\(decision)"]) }
             case .aborted(let reason, _):
                 switch reason {
                 case .shutdown:
                     _ = await withStoreRetry(current, log) { try await self.store.release(current, reason: "shutdown") }
-                    log.notice("lease released at shutdown; the job will run again without losing an attempt")
+                    log(.notice, "lease released at shutdown; the job will run again without losing an attempt")
                 case .leaseLost(let why):
-                    log.warning("stage stopped: lease lost", metadata: ["reason": .string(why)])
+                    log(.warning, "stage stopped: lease lost", metadata: ["reason": .string(why)])
                 case .cancelled(let why):
-                    log.notice("stage stopped: job cancelled", metadata: ["reason": .string(why)])
+                    log(.notice, "stage stopped: job cancelled", metadata: ["reason": .string(why)])
                 }
             }
             return
@@ -290,15 +290,15 @@ public final class WorkerNode: Service, Sendable {
             do {
                 return try await body()
             } catch let error as BatonError where error.code == .staleLease || error.code == .notFound || error.code == .invalidState {
-                log.warning("write refused", metadata: ["reason": .string(error.message)])
+                log(.warning, "write refused", metadata: ["reason": .string(error.message)])
                 return nil
             } catch {
                 let until = state.withLock { $0.active[lease.jobID]?.confirmedUntil } ?? .now
                 if ContinuousClock.now >= until {
-                    log.error("store write failed and the lease ran out", metadata: ["error": "\(error)"])
+                    log(.error, "store write failed and the lease ran out", metadata: ["error": "\(error)"])
                     return nil
                 }
-                log.warning("store write failed; retrying", metadata: ["error": "\(error)"])
+                log(.warning, "store write failed; retrying", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
                 delay = min(2, delay * 2)
             }
@@ -406,34 +406,11 @@ struct JobLogger {
         self.job = ["job.id": .string(lease.jobID), "job.stage": .string(lease.stage.name), "lane": .string(lease.spec.lane)]
     }
 
-    func log(_ level: Logger.Level, _ message: @autoclosure () -> Logger.Message,
-             _ metadata: @autoclosure () -> Logger.Metadata, file: String, function: String, line: UInt) {
+    /// Logs `message` with the job's metadata (and `metadata`), when `level` is enabled.
+    func callAsFunction(_ level: Logger.Level, _ message: @autoclosure () -> Logger.Message,
+                        metadata: @autoclosure () -> Logger.Metadata = [:],
+                        file: String = #fileID, function: String = #function, line: UInt = #line) {
         base.log(level: level, message(), metadata: job.merging(metadata()) { _, extra in extra },
                  file: file, function: function, line: line)
-    }
-
-    func debug(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata = [:],
-               file: String = #fileID, function: String = #function, line: UInt = #line) {
-        log(.debug, message(), metadata(), file: file, function: function, line: line)
-    }
-
-    func info(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata = [:],
-              file: String = #fileID, function: String = #function, line: UInt = #line) {
-        log(.info, message(), metadata(), file: file, function: function, line: line)
-    }
-
-    func notice(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata = [:],
-                file: String = #fileID, function: String = #function, line: UInt = #line) {
-        log(.notice, message(), metadata(), file: file, function: function, line: line)
-    }
-
-    func warning(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata = [:],
-                 file: String = #fileID, function: String = #function, line: UInt = #line) {
-        log(.warning, message(), metadata(), file: file, function: function, line: line)
-    }
-
-    func error(_ message: @autoclosure () -> Logger.Message, metadata: @autoclosure () -> Logger.Metadata = [:],
-               file: String = #fileID, function: String = #function, line: UInt = #line) {
-        log(.error, message(), metadata(), file: file, function: function, line: line)
     }
 }
