@@ -31,8 +31,9 @@ public struct EnvelopeReader: Sendable {
         "region_affinity", "region_fallback_after_sec", "priority", "stages", "queue_timeout_sec", "exec_timeout_sec",
         "lease_ttl_sec", "ttl_sec", "retry", "artifact_uri", "payload",
     ]
-    static let stageKeys = ["name", "run", "timeout_sec", "transient_exit_codes", "env", "workdir"]
-    static let runKeys = ["shell", "noop", "sleep"]
+    static let stageKeys = ["name", "run", "timeout_sec", "timeout_class", "transient_exit_codes", "env", "workdir",
+                            "region_affinity", "node_tags"]
+    static let runKeys = ["shell", "noop", "sleep", "http"]
 
     /// Reads a document holding one envelope or an array of envelopes.
     public func read(_ data: Data, now: Date = Date()) throws(BatonError) -> [JobSpec] {
@@ -151,8 +152,22 @@ public struct EnvelopeReader: Sendable {
             throw BatonError(.invalidInput, field: "\(r.field("env")).\(name)", "expected a variable name without '='")
         }
         let workdir = try r.string("workdir", maxLength: 4096)
+        let timeoutClass = try r.string("timeout_class", maxLength: 16).map { text throws(BatonError) in
+            guard let value = TimeoutClass(rawValue: text) else {
+                throw r.invalid("timeout_class", .string(text),
+                                "expected one of \(TimeoutClass.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return value
+        } ?? .exec
+        let region = try r.string("region_affinity", maxLength: 64)
+        let tags = try r.stringArray("node_tags", maxCount: 32) ?? []
+        for (index, tag) in tags.enumerated() where tag.count > 64 || !tag.allSatisfy(Identifier.isAllowed) {
+            throw BatonError(.invalidInput, field: "\(r.field("node_tags"))[\(index)]",
+                             "expected a tag of up to 64 letters, digits and - _ . :, got \"\(tag.prefix(80))\"")
+        }
         return StageSpec(name: name, run: run, timeoutSec: timeout, transientExitCodes: transient,
-                         env: env, workdir: workdir)
+                         env: env, workdir: workdir, timeoutClass: timeoutClass, regionAffinity: region,
+                         nodeTags: Array(Set(tags)).sorted())
     }
 
     func readRun(_ value: JSONValue, path: String) throws(BatonError) -> StageRun {
@@ -166,6 +181,8 @@ public struct EnvelopeReader: Sendable {
         case "shell":
             guard let command = try r.string("shell", maxLength: 65_536, what: "a command line") else { break }
             return .shell(command)
+        case "http":
+            if let request = r.value("http") { return .http(try HTTPStageRequest.read(request, path: r.field("http"))) }
         case "noop":
             switch r.value("noop") {
             case .bool(true), .object([:]): return .noop
@@ -214,11 +231,15 @@ extension StageSpec {
         case .shell(let command): fields["run"] = .object(["shell": .string(command)])
         case .noop: fields["run"] = .object(["noop": .bool(true)])
         case .sleep(let seconds): fields["run"] = .object(["sleep": .double(seconds)])
+        case .http(let request): fields["run"] = .object(["http": request.json])
         }
         if let timeoutSec { fields["timeout_sec"] = .int(Int64(timeoutSec)) }
         if !transientExitCodes.isEmpty { fields["transient_exit_codes"] = .array(transientExitCodes.map { .int(Int64($0)) }) }
         if !env.isEmpty { fields["env"] = .object(env.mapValues { .string($0) }) }
         if let workdir { fields["workdir"] = .string(workdir) }
+        if timeoutClass != .exec { fields["timeout_class"] = .string(timeoutClass.rawValue) }
+        if let regionAffinity { fields["region_affinity"] = .string(regionAffinity) }
+        if !nodeTags.isEmpty { fields["node_tags"] = .array(nodeTags.map { .string($0) }) }
         return .object(fields)
     }
 }

@@ -82,9 +82,10 @@ extension JobSpec: Codable {
 extension StageSpec: Codable {
     enum CodingKeys: String, CodingKey {
         case name, run, timeoutSec = "timeout_sec", transientExitCodes = "transient_exit_codes", env, workdir
+        case timeoutClass = "timeout_class", regionAffinity = "region_affinity", nodeTags = "node_tags"
     }
 
-    enum RunKeys: String, CodingKey { case shell, noop, sleep }
+    enum RunKeys: String, CodingKey { case shell, noop, sleep, http }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -94,6 +95,8 @@ extension StageSpec: Codable {
             run = .shell(command)
         } else if let seconds = try r.decodeIfPresent(Double.self, forKey: .sleep) {
             run = .sleep(seconds)
+        } else if let request = try r.decodeIfPresent(HTTPStageRequest.self, forKey: .http) {
+            run = .http(request)
         } else {
             run = .noop
         }
@@ -101,7 +104,10 @@ extension StageSpec: Codable {
                   timeoutSec: try c.decodeIfPresent(Int.self, forKey: .timeoutSec),
                   transientExitCodes: try c.decodeIfPresent([Int32].self, forKey: .transientExitCodes) ?? [],
                   env: try c.decodeIfPresent([String: String].self, forKey: .env) ?? [:],
-                  workdir: try c.decodeIfPresent(String.self, forKey: .workdir))
+                  workdir: try c.decodeIfPresent(String.self, forKey: .workdir),
+                  timeoutClass: try c.decodeIfPresent(TimeoutClass.self, forKey: .timeoutClass) ?? .exec,
+                  regionAffinity: try c.decodeIfPresent(String.self, forKey: .regionAffinity),
+                  nodeTags: try c.decodeIfPresent([String].self, forKey: .nodeTags) ?? [])
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -112,11 +118,15 @@ extension StageSpec: Codable {
         case .shell(let command): try r.encode(command, forKey: .shell)
         case .noop: try r.encode(true, forKey: .noop)
         case .sleep(let seconds): try r.encode(seconds, forKey: .sleep)
+        case .http(let request): try r.encode(request, forKey: .http)
         }
         try c.encodeIfPresent(timeoutSec, forKey: .timeoutSec)
         if !transientExitCodes.isEmpty { try c.encode(transientExitCodes, forKey: .transientExitCodes) }
         if !env.isEmpty { try c.encode(env, forKey: .env) }
         try c.encodeIfPresent(workdir, forKey: .workdir)
+        if timeoutClass != .exec { try c.encode(timeoutClass, forKey: .timeoutClass) }
+        try c.encodeIfPresent(regionAffinity, forKey: .regionAffinity)
+        if !nodeTags.isEmpty { try c.encode(nodeTags, forKey: .nodeTags) }
     }
 }
 

@@ -6,14 +6,29 @@ public enum StageRun: Sendable, Hashable {
     case noop
     /// Sleeps for the given seconds, then succeeds (tests, benchmarks).
     case sleep(Double)
+    /// One HTTP request (webhooks, upload endpoints, notification services).
+    case http(HTTPStageRequest)
 
     public var kind: String {
         switch self {
         case .shell: "shell"
         case .noop: "noop"
         case .sleep: "sleep"
+        case .http: "http"
         }
     }
+}
+
+/// Which timeout a stage's time limit is: each is its own reason in the event log, so an
+/// upload that stalls is never mistaken for a build that hangs.
+public enum TimeoutClass: String, Sendable, Hashable, CaseIterable, Codable {
+    /// The stage ran longer than its `timeout_sec` (reason `exec_timeout`).
+    case exec
+    /// An upload stage ran longer than its `timeout_sec` (reason `upload_timeout`).
+    case upload
+
+    /// The failure reason recorded when a stage of this class runs out of time.
+    public var reason: String { "\(rawValue)_timeout" }
 }
 
 /// One step of a job.
@@ -28,16 +43,46 @@ public struct StageSpec: Sendable, Hashable {
     public var env: [String: String]
     /// Working directory for shell stages.
     public var workdir: String?
+    /// Which timeout `timeoutSec` is (`exec` unless the stage is marked `upload`).
+    public var timeoutClass: TimeoutClass
+    /// Only nodes of this region may run this stage (defaults to the job's `region_affinity`).
+    public var regionAffinity: String?
+    /// Only nodes carrying every one of these tags may run this stage.
+    public var nodeTags: [String]
 
     public init(name: String, run: StageRun, timeoutSec: Int? = nil, transientExitCodes: [Int32] = [],
-                env: [String: String] = [:], workdir: String? = nil) {
+                env: [String: String] = [:], workdir: String? = nil, timeoutClass: TimeoutClass = .exec,
+                regionAffinity: String? = nil, nodeTags: [String] = []) {
         self.name = name
         self.run = run
         self.timeoutSec = timeoutSec
         self.transientExitCodes = transientExitCodes
         self.env = env
         self.workdir = workdir
+        self.timeoutClass = timeoutClass
+        self.regionAffinity = regionAffinity
+        self.nodeTags = nodeTags
     }
+}
+
+/// Which nodes may run a stage: a region and a set of tags the node must all carry.
+public struct Placement: Sendable, Hashable {
+    public var region: String?
+    public var tags: [String]
+
+    public init(region: String? = nil, tags: [String] = []) {
+        self.region = region
+        self.tags = tags.sorted()
+    }
+
+    /// Whether a node of `region` carrying `nodeTags` may run the stage.
+    public func admits(region nodeRegion: String?, tags nodeTags: [String]) -> Bool {
+        if let region, region != nodeRegion { return false }
+        return tags.allSatisfy(nodeTags.contains)
+    }
+
+    /// The tags as stores keep them: sorted, comma-separated, nil when there are none.
+    public var tagsColumn: String? { tags.isEmpty ? nil : tags.joined(separator: ",") }
 }
 
 /// A validated job envelope with every default filled in. This is what stores persist and
@@ -91,6 +136,13 @@ public struct JobSpec: Sendable, Hashable {
     /// The execution timeout of stage `index`.
     public func timeout(ofStage index: Int) -> Int {
         stages[index].timeoutSec ?? execTimeoutSec
+    }
+
+    /// Which nodes may run stage `index`: its own region and tags, the job's region otherwise.
+    public func placement(ofStage index: Int) -> Placement {
+        guard stages.indices.contains(index) else { return Placement(region: regionAffinity) }
+        let stage = stages[index]
+        return Placement(region: stage.regionAffinity ?? regionAffinity, tags: stage.nodeTags)
     }
 }
 

@@ -67,22 +67,7 @@ public struct JobEvent: Sendable, Hashable {
         return out + "}"
     }
 
-    static func appendQuoted(_ text: String, to out: inout String) {
-        out += "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        out += "\""
-    }
+    static func appendQuoted(_ text: String, to out: inout String) { JobEventText.appendQuoted(text, to: &out) }
 
     public static func detail(fromJSON text: String?) -> [String: String] {
         guard let text, case .object(let fields)? = try? JSONValue.parse(Data(text.utf8), what: "detail") else { return [:] }

@@ -43,8 +43,14 @@ public struct Lease: Sendable, Hashable {
     public var stageIndex: Int
     public var expiresAt: Date
     public var spec: JobSpec
+    /// What the stages before this one handed on.
+    public var outputs: JobOutputs
+    /// Where the holding node runs (its region and tags): a next stage it may not run is
+    /// handed to another node instead of continuing here.
+    public var node: NodePlacement
 
-    public init(jobID: String, nodeID: String, fence: Int64, attempt: Int, stageIndex: Int, expiresAt: Date, spec: JobSpec) {
+    public init(jobID: String, nodeID: String, fence: Int64, attempt: Int, stageIndex: Int, expiresAt: Date, spec: JobSpec,
+                outputs: JobOutputs = .empty, node: NodePlacement = NodePlacement()) {
         self.jobID = jobID
         self.nodeID = nodeID
         self.fence = fence
@@ -52,9 +58,28 @@ public struct Lease: Sendable, Hashable {
         self.stageIndex = stageIndex
         self.expiresAt = expiresAt
         self.spec = spec
+        self.outputs = outputs
+        self.node = node
     }
 
     public var stage: StageSpec { spec.stages[stageIndex] }
+}
+
+/// A node's region and tags, as stage placement sees them.
+public struct NodePlacement: Sendable, Hashable {
+    public var region: String?
+    public var tags: [String]
+
+    public init(region: String? = nil, tags: [String] = []) {
+        self.region = region
+        self.tags = tags
+    }
+
+    public func mayRun(_ placement: Placement) -> Bool { placement.admits(region: region, tags: tags) }
+}
+
+extension ClaimRequest {
+    public var placement: NodePlacement { NodePlacement(region: region, tags: tags) }
 }
 
 /// What an executor observed while running an attempt, kept with the attempt record.
@@ -65,12 +90,19 @@ public struct AttemptReport: Sendable, Hashable {
     public var stderr: String?
     /// Where the full output lives on the node that ran it.
     public var logPath: String?
+    /// The response status of an HTTP stage.
+    public var httpStatus: Int?
+    /// What the stage handed on (`$BATON_OUTPUT`), recorded when it succeeded.
+    public var output: StageOutput?
 
-    public init(exitCode: Int32? = nil, stdout: String? = nil, stderr: String? = nil, logPath: String? = nil) {
+    public init(exitCode: Int32? = nil, stdout: String? = nil, stderr: String? = nil, logPath: String? = nil,
+                httpStatus: Int? = nil, output: StageOutput? = nil) {
         self.exitCode = exitCode
         self.stdout = stdout
         self.stderr = stderr
         self.logPath = logPath
+        self.httpStatus = httpStatus
+        self.output = output
     }
 
     public static let empty = AttemptReport()
@@ -93,6 +125,9 @@ public enum CompletionResult: Sendable, Hashable {
     case succeeded
     /// More stages follow; the node keeps the lease (renewed) and runs the next one.
     case nextStage(Lease)
+    /// More stages follow that this node may not run (region or tags): the job was queued for
+    /// a node that may; this node's lease ended.
+    case handedOff(stage: String)
     /// The lease was no longer current; nothing was written but the refusal itself.
     case refused(BatonError)
 }

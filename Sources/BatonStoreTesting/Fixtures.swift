@@ -95,6 +95,9 @@ extension StoreHarness {
             switch try await store.complete(lease) {
             case .succeeded: return lease.jobID
             case .nextStage(let next): lease = next
+            case .handedOff(let stage):
+                Issue.record("stage \(stage) was handed off; claim it from a node that may run it", sourceLocation: sourceLocation)
+                return lease.jobID
             case .refused(let error):
                 Issue.record("completion refused: \(error)", sourceLocation: sourceLocation)
                 return lease.jobID

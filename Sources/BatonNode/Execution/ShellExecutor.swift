@@ -156,8 +156,7 @@ public struct ShellExecutor: StageExecutor {
         case .launchFailed(let message):
             return .failed(.fatal("launch_failed", "could not start /bin/sh: \(message)"), report)
         case .timedOut:
-            return .failed(.transient("exec_timeout",
-                                      "stage exceeded its timeout of \(context.timeoutSec) s; its process group was stopped"), report)
+            return .failed(context.timeoutFailure("; its process group was stopped"), report)
         case .aborted(let reason):
             return .aborted(reason, report)
         case .graceOver:

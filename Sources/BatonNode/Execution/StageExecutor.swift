@@ -81,6 +81,13 @@ public struct StageContext: Sendable {
 
     public var timeoutSec: Int { lease.spec.timeout(ofStage: lease.stageIndex) }
 
+    /// The failure of a stage that ran out of time: `exec_timeout`, or `upload_timeout` for
+    /// stages marked `timeout_class: upload`. Transient: the next attempt may be faster.
+    public func timeoutFailure(_ detail: String = "") -> Failure {
+        let what = lease.stage.timeoutClass == .upload ? "upload stage" : "stage"
+        return .transient(lease.stage.timeoutClass.reason, "\(what) exceeded its timeout of \(timeoutSec) s\(detail)")
+    }
+
     /// Variables every stage sees.
     public var batonEnvironment: [String: String] {
         [
@@ -101,7 +108,7 @@ public enum StageResult: Sendable, Hashable {
     case aborted(AbortReason, AttemptReport)
 }
 
-/// Runs one kind of stage (`shell`, `noop`, `sleep`, later `http` and `llm`).
+/// Runs one kind of stage (`shell`, `noop`, `sleep`, `http`, later `llm`).
 public protocol StageExecutor: Sendable {
     func execute(_ context: StageContext) async -> StageResult
 }
@@ -111,12 +118,14 @@ public struct ExecutorRegistry: Sendable {
     public var shell: any StageExecutor
     public var noop: any StageExecutor
     public var sleep: any StageExecutor
+    public var http: any StageExecutor
 
     public init(shell: any StageExecutor = ShellExecutor(), noop: any StageExecutor = NoopExecutor(),
-                sleep: any StageExecutor = SleepExecutor()) {
+                sleep: any StageExecutor = SleepExecutor(), http: any StageExecutor = UnavailableExecutor(kind: "http")) {
         self.shell = shell
         self.noop = noop
         self.sleep = sleep
+        self.http = http
     }
 
     public static let standard = ExecutorRegistry()
@@ -126,7 +135,19 @@ public struct ExecutorRegistry: Sendable {
         case .shell: shell
         case .noop: noop
         case .sleep: sleep
+        case .http: http
         }
+    }
+}
+
+/// Stands in for an executor this node was not given: the stage fails as transient, so a
+/// node that has it may run the next attempt.
+public struct UnavailableExecutor: StageExecutor {
+    public let kind: String
+    public init(kind: String) { self.kind = kind }
+
+    public func execute(_ context: StageContext) async -> StageResult {
+        .failed(.transient("executor_unavailable", "this node cannot run \(kind) stages"), .empty)
     }
 }
 
@@ -163,7 +184,7 @@ public struct SleepExecutor: StageExecutor {
         }
         switch outcome {
         case .done: return .succeeded(.empty)
-        case .timedOut: return .failed(.transient("exec_timeout", "stage exceeded its timeout of \(context.timeoutSec) s"), .empty)
+        case .timedOut: return .failed(context.timeoutFailure(), .empty)
         case .aborted(let reason): return .aborted(reason, .empty)
         }
     }

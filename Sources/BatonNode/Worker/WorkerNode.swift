@@ -254,6 +254,8 @@ public final class WorkerNode: Service, Sendable {
                 case .succeeded?:
                     state.withLock { $0.completed += 1 }
                     log(.debug, "job succeeded")
+                case .handedOff(let stage)?:
+                    log(.debug, "next stage handed to another node", metadata: ["next_stage": .string(stage)])
                 case .refused(let error)?:
                     log(.warning, "completion refused: the lease is stale", metadata: ["reason": .string(error.message)])
                 case nil:
