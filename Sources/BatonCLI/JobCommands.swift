@@ -31,11 +31,13 @@ struct Submit: AsyncParsableCommand {
             try await store.close()
             if json {
                 printJSON(.array(results.map {
-                    .object(["job_id": .string($0.jobID), "deduplicated": .bool($0.deduplicated)])
+                    .object(["job_id": .string($0.jobID), "deduplicated": .bool($0.deduplicated), "gated": .bool($0.gated)])
                 }))
             } else {
                 for result in results {
-                    print("\(result.jobID)  \(result.deduplicated ? "deduplicated (existing job)" : "enqueued")")
+                    let what = result.deduplicated ? "deduplicated (existing job)"
+                        : result.gated ? "gated: its idempotency key's human gate holds it (see `baton gate list`)" : "enqueued"
+                    print("\(result.jobID)  \(what)")
                 }
             }
         }
@@ -93,6 +95,7 @@ struct Show: AsyncParsableCommand {
                 return printJSON(.object([
                     "job": detail.job.json,
                     "envelope": detail.job.spec.envelope,
+                    "stages": .array(detail.stages.map(\.json)),
                     "attempts": .array(detail.attempts.map(\.json)),
                     "events": .array(detail.events.map(\.json)),
                 ]))
@@ -115,17 +118,15 @@ struct Show: AsyncParsableCommand {
         }
         if let message = job.lastMessage { lines.append("last      \(message)") }
         lines.append("")
-        var stages = Table("#", "STAGE", "RUN", "STATUS", "NODE", "TOOK")
-        for (index, stage) in job.spec.stages.enumerated() {
-            let tries = detail.attempts.filter { $0.stageIndex == index }
-            let last = tries.last
-            let status: String
-            if index < job.stageIndex { status = "done" } else if index == job.stageIndex && job.state == .running {
-                status = "running"
-            } else if index == job.stageIndex && !tries.isEmpty { status = last?.outcome.rawValue ?? "pending" } else { status = "pending" }
-            let took = last.flatMap { a in a.finishedAt.map { Format.duration($0.timeIntervalSince(a.startedAt)) } } ?? "-"
-            stages.add(String(index + 1), stage.name, stage.run.kind, "\(status)\(tries.count > 1 ? " (\(tries.count) tries)" : "")",
-                       last?.nodeID ?? "-", took)
+        var stages = Table("#", "STAGE", "RUN", "STATE", "RUNS", "NODE", "TOOK", "STATUS", "HANDOFF", "OUTPUT")
+        for stage in detail.stages {
+            let took = stage.startedAt.flatMap { start in stage.finishedAt.map { Format.duration($0.timeIntervalSince(start)) } } ?? "-"
+            let status = stage.httpStatus.map { "http \($0)" } ?? stage.exitCode.map { "exit \($0)" } ?? stage.lastReason ?? "-"
+            let output = stage.output.map { output in
+                (output.values.keys.sorted() + output.artifacts.map { _ in "artifact" }).joined(separator: ",")
+            } ?? "-"
+            stages.add(String(stage.index + 1), stage.name, stage.kind, stage.state.rawValue, String(stage.attempts),
+                       stage.node ?? "-", took, status, stage.handoffMs.map { "\($0) ms" } ?? "-", output.isEmpty ? "-" : output)
         }
         lines.append(stages.render())
         if !detail.attempts.isEmpty {
@@ -177,7 +178,7 @@ struct Cancel: AsyncParsableCommand {
 struct DLQ: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dlq", abstract: "Dead letters: jobs that will not be retried automatically.",
-        subcommands: [List.self, Redrive.self])
+        subcommands: [List.self, ShowLetter.self, Redrive.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List dead and expired jobs.")
@@ -208,17 +209,19 @@ struct DLQ: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The job id.") var job: String?
         @Flag(help: "Redrive every dead letter.") var all = false
+        @Flag(help: "Start again at the first stage (dropping what earlier stages handed on).") var fromStart = false
 
         func validate() throws {
             if job != nil && all { throw ValidationError("give either a job id or --all, not both") }
             if job == nil && !all { throw ValidationError("give a job id or --all") }
+            if all && fromStart { throw ValidationError("--from-start applies to one job: give its id") }
         }
 
         func run() async throws {
             try await reporting {
                 let store = try await openStore(try global.loadConfig())
                 if let job {
-                    let record = try await store.redrive(jobID: job)
+                    let record = try await store.redrive(jobID: job, fromStart: fromStart)
                     print("\(record.id)  queued again at stage \(record.spec.stages[min(record.stageIndex, record.spec.stages.count - 1)].name)")
                 } else {
                     let ids = try await store.redriveAll()

@@ -86,6 +86,71 @@ extension JobRecord {
         set("last_message", lastMessage)
         set("last_successful_stage", lastSuccessfulStage)
         set("finished_at", finishedAt.map { Format.time($0) })
+        if !outputs.isEmpty { fields["outputs"] = outputs.document }
+        return .object(fields)
+    }
+}
+
+extension StageOutput {
+    var json: JSONValue {
+        .object(["values": .object(values.mapValues { .string($0) }), "artifacts": .array(artifacts.map { .string($0) })])
+    }
+}
+
+extension StageRecord {
+    var json: JSONValue {
+        var fields: [String: JSONValue] = [
+            "index": .int(Int64(index)), "name": .string(name), "kind": .string(kind), "state": .string(state.rawValue),
+            "attempts": .int(Int64(attempts)),
+        ]
+        func set(_ key: String, _ value: String?) { if let value { fields[key] = .string(value) } }
+        set("node_id", node)
+        set("started_at", startedAt.map { Format.time($0) })
+        set("finished_at", finishedAt.map { Format.time($0) })
+        set("last_error_class", lastErrorClass?.rawValue)
+        set("last_reason", lastReason)
+        set("log_path", logPath)
+        if let exitCode { fields["exit_code"] = .int(Int64(exitCode)) }
+        if let httpStatus { fields["http_status"] = .int(Int64(httpStatus)) }
+        if let handoffMs { fields["handoff_ms"] = .int(handoffMs) }
+        if let output { fields["output"] = output.json }
+        return .object(fields)
+    }
+}
+
+extension GateRecord {
+    var json: JSONValue {
+        var fields: [String: JSONValue] = [
+            "key": .string(key), "state": .string(state.rawValue), "held_since": .string(Format.time(heldSince)),
+            "reason": .string(reason), "dead_jobs": .array(deadJobs.map(JSONValue.string)), "held_jobs": .int(Int64(heldJobs)),
+        ]
+        if let releasedAt { fields["released_at"] = .string(Format.time(releasedAt)) }
+        return .object(fields)
+    }
+}
+
+extension DeadLetterReport {
+    var json: JSONValue {
+        var fields: [String: JSONValue] = [
+            "job": job.json, "envelope": job.spec.envelope,
+            "attempts_used": .int(Int64(attemptsUsed)), "attempt_budget": .int(Int64(attemptBudget)),
+            "retry_count": .int(Int64(retryCount)), "cumulative_backoff_sec": .double(cumulativeBackoffSec),
+            "logs": .array(logs.map(JSONValue.string)),
+            "errors": .array(errors.map { error in
+                var e: [String: JSONValue] = [
+                    "stage": .string(error.stage), "attempt": .int(Int64(error.attempt)), "node_id": .string(error.node),
+                    "at": .string(Format.time(error.at)), "reason": .string(error.reason),
+                ]
+                if let c = error.errorClass { e["class"] = .string(c.rawValue) }
+                if let m = error.message { e["message"] = .string(m) }
+                if let code = error.exitCode { e["exit_code"] = .int(Int64(code)) }
+                if let status = error.httpStatus { e["http_status"] = .int(Int64(status)) }
+                if let log = error.logPath { e["log_path"] = .string(log) }
+                return .object(e)
+            }),
+        ]
+        if let lastSuccessfulStage { fields["last_successful_stage"] = .string(lastSuccessfulStage) }
+        if let failedStage { fields["failed_stage"] = .string(failedStage) }
         return .object(fields)
     }
 }
@@ -110,6 +175,9 @@ extension AttemptRecord {
         set("stderr", report.stderr)
         set("log_path", report.logPath)
         if let code = report.exitCode { fields["exit_code"] = .int(Int64(code)) }
+        if let status = report.httpStatus { fields["http_status"] = .int(Int64(status)) }
+        if let output = report.output { fields["output"] = output.json }
+        if let handoffMs { fields["handoff_ms"] = .int(handoffMs) }
         return .object(fields)
     }
 }

@@ -12,6 +12,7 @@ enum StoreOpener {
             var options = SQLiteJobStore.Options()
             options.synchronous = config.sqlite.synchronous == "full" ? .full : .normal
             options.busyTimeoutSec = config.sqlite.busyTimeoutSec
+            options.gates = config.gates
             let store = try SQLiteJobStore(path: path, options: options)
             try await store.migrate()
             return store
@@ -24,6 +25,7 @@ enum StoreOpener {
                 options.maxConnections = config.postgres.maxConnections
                 options.connectTimeoutSec = config.postgres.connectTimeoutSec
                 options.operationTimeoutSec = config.postgres.operationTimeoutSec
+                options.gates = config.gates
                 store = try PostgresJobStore(url: url, options: options)
             } catch var error as BatonError {
                 error.field = config.storeSource

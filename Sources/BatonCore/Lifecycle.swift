@@ -8,6 +8,7 @@ import Foundation
 ///   │                 │ ├──▶ dead        (fatal, attempts exhausted)
 ///   └────release──────┘ └──▶ cancelled
 /// queued / retry_wait ──(ttl or queue_timeout passed)──▶ expired
+/// gated ──(gate released)──▶ queued       (held by a human gate: its key kept dying)
 /// ```
 public enum JobState: String, Sendable, Hashable, CaseIterable, Codable {
     case queued
@@ -17,11 +18,13 @@ public enum JobState: String, Sendable, Hashable, CaseIterable, Codable {
     case dead
     case cancelled
     case expired
+    /// Submitted while its idempotency key's human gate is closed: waits for `baton gate release`.
+    case gated
 
     public var isTerminal: Bool {
         switch self {
         case .succeeded, .dead, .cancelled, .expired: true
-        case .queued, .running, .retryWait: false
+        case .queued, .running, .retryWait, .gated: false
         }
     }
 
@@ -36,6 +39,7 @@ public enum JobState: String, Sendable, Hashable, CaseIterable, Codable {
         case (.running, .succeeded), (.running, .retryWait), (.running, .queued), (.running, .dead),
              (.running, .cancelled), (.running, .expired): true
         case (.dead, .queued), (.expired, .queued), (.cancelled, .queued): true  // redrive
+        case (.gated, .queued), (.gated, .cancelled): true
         default: false
         }
     }

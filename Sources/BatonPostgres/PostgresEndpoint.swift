@@ -94,6 +94,8 @@ struct PostgresTables: Sendable {
     let attempts: String
     let events: String
     let nodes: String
+    let gates: String
+    let deadLetterKeys: String
     let migrations: String
     let channel: String
 
@@ -110,6 +112,8 @@ struct PostgresTables: Sendable {
         attempts = "\(schema).attempts"
         events = "\(schema).events"
         nodes = "\(schema).nodes"
+        gates = "\(schema).gates"
+        deadLetterKeys = "\(schema).dead_letter_keys"
         migrations = "\(schema).schema_migrations"
         channel = "\(schema)_work"
     }

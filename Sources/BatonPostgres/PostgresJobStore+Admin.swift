@@ -52,6 +52,9 @@ extension PostgresJobStore {
             }
             try await connection.rows("DELETE FROM \(unescaped: self.tables.idempotency) WHERE expires_at <= \(now)",
                                        logger: self.logger)
+            try await connection.rows("""
+                DELETE FROM \(unescaped: self.tables.deadLetterKeys) WHERE at <= \(now - Int64(self.options.gates.windowSec) * 1000)
+                """, logger: self.logger)
             if !report.requeued.isEmpty {
                 try await connection.rows("SELECT pg_notify(\(self.tables.channel), '')", logger: self.logger)
             }
@@ -62,7 +65,7 @@ extension PostgresJobStore {
     }
 
     var runningColumns: String {
-        "SELECT id, spec, attempts, fence, stage_index, lease_node, deadline_base, last_node_at FROM \(tables.jobs)"
+        "SELECT id, spec, attempts, fence, stage_index, lease_node, deadline_base, last_node_at, idempotency_key FROM \(tables.jobs)"
     }
 
     /// Takes back running jobs (rows of `runningColumns`, locked) lost to `loss`.
@@ -95,6 +98,11 @@ extension PostgresJobStore {
                 if state == .dead { report.deadLettered.append(id) } else { report.expired.append(id) }
             }
             for event in rescue.events { try await appendEvent(connection, event) }
+            if case .finish(.dead, _) = rescue.outcome,
+               let gate = try await recordDeadLetter(connection, jobID: id, key: try row.get("idempotency_key", as: String?.self),
+                                                     now: now) {
+                report.gatesHeld.append(gate)
+            }
         }
     }
 
@@ -122,9 +130,9 @@ extension PostgresJobStore {
         }
     }
 
-    public func redrive(jobID: String) async throws -> JobRecord {
+    public func redrive(jobID: String, fromStart: Bool) async throws -> JobRecord {
         let job = try await transaction { connection, now in
-            try await self.redrive(connection, jobID: jobID, now: now)
+            try await self.redrive(connection, jobID: jobID, fromStart: fromStart, now: now)
             return try await self.requireJob(connection, jobID, lock: false)
         }
         signal.notify()
@@ -136,7 +144,7 @@ extension PostgresJobStore {
             let ids = try await (connection.rows("""
                 SELECT id FROM \(unescaped: self.tables.jobs) WHERE state IN ('dead', 'expired') ORDER BY finished_at, seq
                 """, logger: self.logger)).map { try $0.get("id", as: String.self) }
-            for id in ids { try await self.redrive(connection, jobID: id, now: now) }
+            for id in ids { try await self.redrive(connection, jobID: id, fromStart: false, now: now) }
             return ids
         }
         if !ids.isEmpty { signal.notify() }
@@ -145,7 +153,7 @@ extension PostgresJobStore {
 
     /// Queues a finished-but-failed job again at the stage that failed, with a new attempt
     /// budget and deadlines counted from now.
-    func redrive(_ connection: PostgresConnection, jobID: String, now: Int64) async throws {
+    func redrive(_ connection: PostgresConnection, jobID: String, fromStart: Bool, now: Int64) async throws {
         let job = try await requireJob(connection, jobID, lock: true)
         guard [.dead, .expired, .cancelled].contains(job.state) else {
             throw BatonError(.invalidState, field: "job_id",
@@ -153,14 +161,16 @@ extension PostgresJobStore {
         }
         let deadline = Lifecycle.claimDeadline(enqueuedAt: Date(epochMilliseconds: now), queueTimeoutSec: job.spec.queueTimeoutSec,
                                                ttlSec: job.spec.ttlSec, everClaimed: false).epochMilliseconds
+        let resume = RedrivePlan(job, fromStart: fromStart)
         try await connection.rows("""
             UPDATE \(unescaped: tables.jobs) SET state = 'queued', attempts = 0, ever_claimed = false, deadline_base = \(now),
-                claim_deadline = \(deadline), run_at = \(now), finished_at = NULL, updated_at = \(now)
+                claim_deadline = \(deadline), run_at = \(now), stage_index = \(Int64(resume.stageIndex)),
+                region_affinity = \(resume.placement.region), node_tags = \(resume.placement.tagsColumn),
+                outputs = \(resume.outputs.storedJSON), handoff_at = NULL, finished_at = NULL, updated_at = \(now)
             WHERE id = \(jobID)
             """, logger: logger)
         try await appendEvent(connection, JobEvent(jobID: jobID, at: Date(epochMilliseconds: now), kind: .redriven,
-                                                   stage: job.spec.stages[min(job.stageIndex, job.spec.stages.count - 1)].name,
-                                                   detail: ["from_state": job.state.rawValue, "last_reason": job.lastReason ?? ""]))
+                                                   stage: job.spec.stages[resume.stageIndex].name, detail: resume.detail))
         try await connection.rows("SELECT pg_notify(\(tables.channel), '')", logger: logger)
     }
 
@@ -230,7 +240,8 @@ extension PostgresJobStore {
             cumulativeBackoffSec: Double(try row.get("cumulative_backoff_ms", as: Int64.self)) / 1000,
             lastErrorClass: (try row.get("last_error_class", as: String?.self)).flatMap(ErrorClass.init(rawValue:)),
             lastReason: try row.get("last_reason"), lastMessage: try row.get("last_message"),
-            finishedAt: (try row.get("finished_at", as: Int64?.self)).map(Date.init(epochMilliseconds:)))
+            finishedAt: (try row.get("finished_at", as: Int64?.self)).map(Date.init(epochMilliseconds:)),
+            outputs: JobOutputs.stored(try row.get("outputs", as: String?.self)))
     }
 
     static func attempt(from row: PostgresRandomAccessRow) throws -> AttemptRecord {
@@ -243,7 +254,10 @@ extension PostgresJobStore {
             errorClass: (try row.get("error_class", as: String?.self)).flatMap(ErrorClass.init(rawValue:)),
             reason: try row.get("reason"), message: try row.get("message"),
             report: AttemptReport(exitCode: try row.get("exit_code", as: Int32?.self), stdout: try row.get("stdout"),
-                                  stderr: try row.get("stderr"), logPath: try row.get("log_path")))
+                                  stderr: try row.get("stderr"), logPath: try row.get("log_path"),
+                                  httpStatus: (try row.get("http_status", as: Int32?.self)).map(Int.init),
+                                  output: JobOutputs.stored(try row.get("outputs", as: String?.self)).stages.first),
+            handoffMs: try row.get("handoff_ms", as: Int64?.self))
     }
 
     static func event(from row: PostgresRandomAccessRow) throws -> JobEvent {

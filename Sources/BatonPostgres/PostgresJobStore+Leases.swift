@@ -9,7 +9,7 @@ extension PostgresJobStore {
     func fencedRow(_ connection: PostgresConnection, _ lease: Lease, op: String,
                    now: Int64) async throws -> Result<PostgresRandomAccessRow, BatonError> {
         let rows = try await (connection.rows("""
-            SELECT state, fence, stage_index, stage_count, attempts, deadline_base, lease_node
+            SELECT state, fence, stage_index, stage_count, attempts, deadline_base, lease_node, idempotency_key, outputs
             FROM \(unescaped: tables.jobs) WHERE id = \(lease.jobID) FOR UPDATE
             """, logger: logger))
         guard let row = rows.first else {
@@ -68,6 +68,108 @@ extension PostgresJobStore {
 
     public func complete(_ completions: [Completion]) async throws -> [CompletionResult] {
         guard !completions.isEmpty else { return [] }
+        // Most stages hand nothing on and are followed by a stage this node may run: they are
+        // recorded together in one statement. The others (outputs, an HTTP status, a handoff)
+        // take a transaction each.
+        let plain = completions.indices.filter { Self.isPlain(completions[$0]) }
+        var results: [CompletionResult?] = Array(repeating: nil, count: completions.count)
+        if !plain.isEmpty {
+            for (index, result) in zip(plain, try await completePlain(plain.map { completions[$0] })) {
+                results[index] = result
+            }
+        }
+        for index in completions.indices where results[index] == nil {
+            results[index] = try await completeOne(completions[index])
+        }
+        return results.map { $0! }
+    }
+
+    /// A completion the batched statement can record: no outputs, no HTTP status, and either
+    /// the last stage or a next stage with the same placement.
+    static func isPlain(_ completion: Completion) -> Bool {
+        let lease = completion.lease
+        guard completion.report.output?.isEmpty ?? true, completion.report.httpStatus == nil else { return false }
+        let next = lease.stageIndex + 1
+        return next >= lease.spec.stages.count || lease.spec.placement(ofStage: next) == lease.spec.placement(ofStage: lease.stageIndex)
+    }
+
+    /// Records one finished stage with what it handed on, and moves the job to its next stage
+    /// here, to another node (handoff), or to succeeded.
+    func completeOne(_ completion: Completion) async throws -> CompletionResult {
+        let lease = completion.lease
+        let report = completion.report
+        let result = try await transaction { connection, now -> CompletionResult in
+            let row: PostgresRandomAccessRow
+            switch try await self.fencedRow(connection, lease, op: "complete", now: now) {
+            case .failure(let error): return .refused(error)
+            case .success(let r): row = r
+            }
+            let jobs = self.tables.jobs
+            try await self.finishAttempt(connection, lease: lease, at: now, outcome: .succeeded, report: report)
+            let at = Date(epochMilliseconds: now)
+            var detail: [String: String] = [:]
+            if let code = report.exitCode { detail["exit_code"] = String(code) }
+            if let status = report.httpStatus { detail["http_status"] = String(status) }
+            var outputs = JobOutputs.stored(try row.get("outputs", as: String?.self))
+            if let output = report.output, !output.isEmpty {
+                outputs = outputs.adding(output)
+                try await connection.rows("UPDATE \(unescaped: jobs) SET outputs = \(outputs.storedJSON) WHERE id = \(lease.jobID)",
+                                          logger: self.logger)
+            }
+            let next = lease.stageIndex + 1
+            guard next < Int(try row.get("stage_count", as: Int32.self)) else {
+                try await connection.rows("""
+                    UPDATE \(unescaped: jobs) SET state = 'succeeded', stage_index = \(Int64(next)), lease_node = NULL,
+                        lease_expires_at = NULL, last_node_at = \(now), finished_at = \(now), updated_at = \(now)
+                    WHERE id = \(lease.jobID)
+                    """, logger: self.logger)
+                try await self.appendEvent(connection, lease.event(.completed, at: at, detail: detail))
+                return .succeeded
+            }
+            try await self.appendEvent(connection, lease.event(.stageCompleted, at: at, detail: detail))
+            let placement = lease.spec.placement(ofStage: next)
+            let nextName = lease.spec.stages[next].name
+            guard lease.node.mayRun(placement) else {
+                // Handoff: queued for a node that may run the next stage. The attempt is not
+                // over (its claim counts it again), and the wait is timed from now.
+                try await connection.rows("""
+                    UPDATE \(unescaped: jobs) SET state = 'queued', stage_index = \(Int64(next)), attempts = attempts - 1,
+                        region_affinity = \(placement.region), node_tags = \(placement.tagsColumn), run_at = \(now),
+                        handoff_at = \(now), lease_node = NULL, lease_expires_at = NULL, last_node_at = \(now),
+                        updated_at = \(now)
+                    WHERE id = \(lease.jobID)
+                    """, logger: self.logger)
+                try await self.appendEvent(connection, JobEvent(jobID: lease.jobID, at: at, kind: .handedOff, nodeID: lease.nodeID,
+                                                                stage: nextName, attempt: lease.attempt, fence: lease.fence,
+                                                                detail: placement.handoffDetail))
+                try await connection.rows("SELECT pg_notify(\(self.tables.channel), '')", logger: self.logger)
+                return .handedOff(stage: nextName)
+            }
+            let expires = try await connection.rows("""
+                UPDATE \(unescaped: jobs) SET stage_index = \(Int64(next)), region_affinity = \(placement.region),
+                    node_tags = \(placement.tagsColumn), lease_expires_at = \(now) + lease_ttl_ms, last_node_at = \(now),
+                    updated_at = \(now)
+                WHERE id = \(lease.jobID)
+                RETURNING lease_expires_at
+                """, logger: self.logger).first?.get("lease_expires_at", as: Int64.self) ?? now
+            try await connection.rows("""
+                INSERT INTO \(unescaped: self.tables.attempts)
+                    (job_id, fence, stage_index, attempt, stage_name, node_id, started_at, outcome)
+                VALUES (\(lease.jobID), \(lease.fence), \(Int64(next)), \(Int64(lease.attempt)), \(nextName), \(lease.nodeID),
+                        \(now), 'running')
+                """, logger: self.logger)
+            var nextLease = lease
+            nextLease.stageIndex = next
+            nextLease.expiresAt = Date(epochMilliseconds: expires)
+            nextLease.outputs = outputs
+            return .nextStage(nextLease)
+        }
+        if case .handedOff = result { signal.notify() }
+        return result
+    }
+
+    /// Records plain completions (see `isPlain`) in one statement.
+    func completePlain(_ completions: [Completion]) async throws -> [CompletionResult] {
         let now = clock.now().epochMilliseconds
         let leases = completions.map(\.lease)
         let reports = completions.map(\.report)
@@ -145,7 +247,9 @@ extension PostgresJobStore {
                                       lastNode: lease.nodeID)
                 try await self.appendEvent(connection, lease.event(.deadLettered, at: at, detail: [
                     "reason": reason, "class": failure.errorClass.rawValue]))
-                return .deadLettered(reason: reason)
+                let gate = try await self.recordDeadLetter(connection, jobID: lease.jobID,
+                                                           key: try row.get("idempotency_key", as: String?.self), now: now)
+                return .deadLettered(reason: reason, gate: gate)
             case .expire(let reason):
                 try await self.finish(connection, jobID: lease.jobID, state: .expired, failure: failure, reason: reason, now: now,
                                       lastNode: lease.nodeID)
@@ -198,7 +302,9 @@ extension PostgresJobStore {
         try await connection.rows("""
             UPDATE \(unescaped: tables.attempts) SET finished_at = \(at), outcome = \(outcome.rawValue),
                 error_class = \(failure?.errorClass.rawValue), reason = \(failure?.reason), message = \(failure?.message),
-                exit_code = \(report.exitCode), stdout = \(report.stdout), stderr = \(report.stderr), log_path = \(report.logPath)
+                exit_code = \(report.exitCode), stdout = \(report.stdout), stderr = \(report.stderr), log_path = \(report.logPath),
+                http_status = \(report.httpStatus.map(Int64.init)),
+                outputs = \(report.output.flatMap { JobOutputs(stages: [$0]).storedJSON })
             WHERE job_id = \(jobID) AND fence = \(fence) AND stage_index = \(Int64(stageIndex))
             """, logger: logger)
     }

@@ -58,6 +58,10 @@ extension PostgresJobStore {
             SELECT * FROM unnest(\(keys)::text[], \(keyJobs)::text[], \(keyExpiry)::bigint[])
             ON CONFLICT (key) DO UPDATE SET job_id = EXCLUDED.job_id, expires_at = EXCLUDED.expires_at
                 WHERE k.expires_at <= \(now)
+                   -- A key whose job became a dead letter is free again: resubmitting is how a
+                   -- producer retries it (and what the human gate counts).
+                   OR EXISTS (SELECT 1 FROM \(unescaped: tables.jobs) j
+                              WHERE j.id = k.job_id AND j.state IN ('dead', 'expired', 'cancelled'))
             RETURNING key
             """, logger: logger)).map { try $0.get("key", as: String.self) }
         let lost = Set(keys).subtracting(won)
@@ -81,7 +85,30 @@ extension PostgresJobStore {
                 inserted.append(index)
             }
         }
-        return try await insert(specs, encoded: encoded, indices: inserted, duplicates: duplicates, now: now, on: connection)
+        var results = try await insert(specs, encoded: encoded, indices: inserted, duplicates: duplicates, now: now,
+                                       on: connection)
+        // Jobs whose key's human gate holds wait for a person instead of running.
+        let insertedIDs = inserted.map { specs[$0].id }
+        guard !insertedIDs.isEmpty else { return results }
+        let gated = try await (connection.rows("""
+            WITH held AS (
+                UPDATE \(unescaped: tables.jobs) SET state = 'gated'
+                WHERE id = ANY(\(insertedIDs)) AND idempotency_key IN (
+                    SELECT key FROM \(unescaped: tables.gates) WHERE state = 'held' AND key = ANY(\(keys)))
+                RETURNING id, idempotency_key
+            ), logged AS (
+                INSERT INTO \(unescaped: tables.events) (job_id, at, kind, detail)
+                SELECT id, \(now), 'gated', json_build_object('idempotency_key', idempotency_key)::text FROM held
+            )
+            SELECT id FROM held
+            """, logger: logger)).map { try $0.get("id", as: String.self) }
+        if !gated.isEmpty {
+            let ids = Set(gated)
+            for index in results.indices where ids.contains(results[index].jobID) && !results[index].deduplicated {
+                results[index].gated = true
+            }
+        }
+        return results
     }
 
     /// Inserts `specs[indices]` as queued jobs, logs `enqueued` for them and `deduplicated`
@@ -91,13 +118,15 @@ extension PostgresJobStore {
         var ids: [String] = [], lanes: [String] = [], sessions: [String] = [], regions: [String] = []
         var priorities: [Int64] = [], keys: [String] = [], json: [String] = [], names: [String] = []
         var counts: [Int64] = [], leaseTTLs: [Int64] = [], ttls: [Int64] = [], deadlines: [Int64] = []
-        var fallbacks: [Int64] = []
+        var fallbacks: [Int64] = [], tags: [String] = []
         for index in indices {
             let spec = specs[index]
+            let placement = spec.placement(ofStage: 0)
             ids.append(spec.id)
             lanes.append(spec.lane)
             sessions.append(Self.nullable(spec.sessionKey))
-            regions.append(Self.nullable(spec.regionAffinity))
+            regions.append(Self.nullable(placement.region))
+            tags.append(Self.nullable(placement.tagsColumn))
             // -1 stands for NULL (no fallback): arrays of optionals do not bind.
             fallbacks.append(spec.regionFallbackAfterSec.map { Int64($0) * 1000 } ?? -1)
             priorities.append(Int64(spec.priority))
@@ -133,7 +162,7 @@ extension PostgresJobStore {
             now: now, ids: ids, lanes: lanes, sessions: sessions, regions: regions, priorities: priorities, keys: keys,
             specs: json, names: names, stageCounts: counts, leaseTTLs: leaseTTLs, ttls: ttls, claimDeadlines: deadlines,
             regionFallbacks: fallbacks, eventJobs: eventJobs, eventKinds: eventKinds, eventDetails: eventDetails,
-            channel: tables.channel)
+            channel: tables.channel, nodeTags: tags)
         do {
             _ = try await connection.run(statement, logger: logger)
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
@@ -154,7 +183,7 @@ extension PostgresJobStore {
         guard request.limit > 0 else { return [] }
         let now = clock.now().epochMilliseconds
         let statement = ClaimStatement(now: now, region: request.region ?? "", limit: Int64(request.limit),
-                                       nodeID: request.nodeID)
+                                       nodeID: request.nodeID, tags: request.tags)
         let rows = try await run(statement, what: "a PostgreSQL claim")
         var leases: [(order: (Int64, Int64, Int64), lease: Lease)] = []
         leases.reserveCapacity(rows.count)
@@ -163,7 +192,8 @@ extension PostgresJobStore {
             let lease = Lease(jobID: try row.get("id"), nodeID: request.nodeID, fence: try row.get("fence"),
                               attempt: Int(try row.get("attempts", as: Int32.self)),
                               stageIndex: Int(try row.get("stage_index", as: Int32.self)),
-                              expiresAt: Date(epochMilliseconds: try row.get("lease_expires_at")), spec: spec)
+                              expiresAt: Date(epochMilliseconds: try row.get("lease_expires_at")), spec: spec,
+                              outputs: JobOutputs.stored(try row.get("outputs", as: String?.self)), node: request.placement)
             let order = (-Int64(try row.get("priority", as: Int32.self)), try row.get("run_at", as: Int64.self),
                          try row.get("seq", as: Int64.self))
             leases.append((order, lease))
@@ -178,18 +208,18 @@ extension PostgresJobStore {
 /// node's pickup latency waits on, and parsing and planning it was a third of its server time.
 /// Table names resolve through the pool's `search_path` (the store's schema).
 struct ClaimStatement: PostgresPreparedStatement {
-    static let name = "baton_claim_v2"
+    static let name = "baton_claim_v3"
     static let sql = """
         WITH claimed AS (
             SELECT r_seq AS seq, r_id AS id, r_spec AS spec, r_priority AS priority, r_attempts AS attempts,
                    r_fence AS fence, r_stage_index AS stage_index, r_run_at AS run_at,
                    r_lease_expires_at AS lease_expires_at, r_stage_name AS stage_name,
                    r_region_affinity AS region_affinity, r_previous_node AS previous_node,
-                   r_previous_node_at AS previous_node_at
-            FROM claim_batch($1, $2, $3, $4)
+                   r_previous_node_at AS previous_node_at, r_outputs AS outputs, r_handoff_at AS handoff_at
+            FROM claim_batch_v2($1, $2, $3, $4, $5)
         ), new_attempts AS (
-            INSERT INTO attempts (job_id, fence, stage_index, attempt, stage_name, node_id, started_at, outcome)
-            SELECT id, fence, stage_index, attempts, stage_name, $4, $1, 'running' FROM claimed
+            INSERT INTO attempts (job_id, fence, stage_index, attempt, stage_name, node_id, started_at, outcome, handoff_ms)
+            SELECT id, fence, stage_index, attempts, stage_name, $4, $1, 'running', $1 - handoff_at FROM claimed
         ), new_events AS (
             INSERT INTO events (job_id, at, kind, node_id, stage, attempt, fence, detail)
             SELECT id, $1, 'claimed', $4, stage_name, attempts, fence,
@@ -197,26 +227,29 @@ struct ClaimStatement: PostgresPreparedStatement {
                    json_strip_nulls(json_build_object(
                        'wait_ms', ($1 - run_at)::text, 'to_node', $4,
                        'from_node', previous_node, 'handover_ms', ($1 - previous_node_at)::text,
+                       'handoff_ms', ($1 - handoff_at)::text,
                        'region_fallback', CASE WHEN region_affinity <> $2 THEN 'true' END,
                        'region_affinity', CASE WHEN region_affinity <> $2 THEN region_affinity END,
                        'node_region', CASE WHEN region_affinity <> $2 THEN $2 END))::text
             FROM claimed
         )
-        SELECT seq, id, spec, priority, attempts, fence, stage_index, run_at, lease_expires_at FROM claimed
+        SELECT seq, id, spec, priority, attempts, fence, stage_index, run_at, lease_expires_at, outputs FROM claimed
         """
-    static let bindingDataTypes: [PostgresDataType] = [.int8, .text, .int8, .text]
+    static let bindingDataTypes: [PostgresDataType] = [.int8, .text, .int8, .text, .textArray]
 
     let now: Int64
     let region: String
     let limit: Int64
     let nodeID: String
+    let tags: [String]
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 4)
+        var bindings = PostgresBindings(capacity: 5)
         bindings.append(now)
         bindings.append(region)
         bindings.append(limit)
         bindings.append(nodeID)
+        bindings.append(tags)
         return bindings
     }
 
@@ -228,23 +261,25 @@ struct ClaimStatement: PostgresPreparedStatement {
 /// statement prepared once per connection. Nullable text travels as "" or "v" + value, and a
 /// missing region fallback as -1: arrays of optionals do not bind.
 struct InsertJobsStatement: PostgresPreparedStatement {
-    static let name = "baton_insert_jobs_v1"
+    static let name = "baton_insert_jobs_v2"
     static let sql = """
         WITH input AS (
             SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[],
-                                 $9::text[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[])
+                                 $9::text[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[],
+                                 $19::text[])
                 WITH ORDINALITY AS t(id, lane, session_key, region_affinity, priority, idempotency_key, spec, names,
-                                     stage_count, lease_ttl_ms, ttl_ms, claim_deadline, region_fallback_ms, ord)
+                                     stage_count, lease_ttl_ms, ttl_ms, claim_deadline, region_fallback_ms, node_tags, ord)
         ), new_jobs AS (
             INSERT INTO jobs (id, state, lane, session_key, region_affinity, priority, idempotency_key,
                 spec, stage_names, stage_count, lease_ttl_ms, ttl_ms, enqueued_at, deadline_base, claim_deadline,
-                run_at, updated_at, region_fallback_ms)
+                run_at, updated_at, region_fallback_ms, node_tags)
             SELECT id, 'queued', lane,
                    CASE WHEN session_key = '' THEN NULL ELSE substr(session_key, 2) END,
                    CASE WHEN region_affinity = '' THEN NULL ELSE substr(region_affinity, 2) END,
                    priority, CASE WHEN idempotency_key = '' THEN NULL ELSE substr(idempotency_key, 2) END,
                    spec, string_to_array(names, chr(31)), stage_count, lease_ttl_ms, ttl_ms,
-                   $1, $1, claim_deadline, $1, $1, nullif(region_fallback_ms, -1)
+                   $1, $1, claim_deadline, $1, $1, nullif(region_fallback_ms, -1),
+                   CASE WHEN node_tags = '' THEN NULL ELSE substr(node_tags, 2) END
             FROM input ORDER BY ord
         ), new_events AS (
             INSERT INTO events (job_id, at, kind, detail)
@@ -255,7 +290,7 @@ struct InsertJobsStatement: PostgresPreparedStatement {
         """
     static let bindingDataTypes: [PostgresDataType] = [
         .int8, .textArray, .textArray, .textArray, .textArray, .int8Array, .textArray, .textArray, .textArray,
-        .int8Array, .int8Array, .int8Array, .int8Array, .int8Array, .textArray, .textArray, .textArray, .text,
+        .int8Array, .int8Array, .int8Array, .int8Array, .int8Array, .textArray, .textArray, .textArray, .text, .textArray,
     ]
 
     let now: Int64
@@ -264,15 +299,17 @@ struct InsertJobsStatement: PostgresPreparedStatement {
     let claimDeadlines: [Int64], regionFallbacks: [Int64]
     let eventJobs: [String], eventKinds: [String], eventDetails: [String]
     let channel: String
+    let nodeTags: [String]
 
     func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 18)
+        var b = PostgresBindings(capacity: 19)
         b.append(now)
         b.append(ids); b.append(lanes); b.append(sessions); b.append(regions); b.append(priorities); b.append(keys)
         b.append(specs); b.append(names); b.append(stageCounts); b.append(leaseTTLs); b.append(ttls)
         b.append(claimDeadlines); b.append(regionFallbacks)
         b.append(eventJobs); b.append(eventKinds); b.append(eventDetails)
         b.append(channel)
+        b.append(nodeTags)
         return b
     }
 

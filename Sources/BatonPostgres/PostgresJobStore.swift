@@ -28,6 +28,8 @@ public final class PostgresJobStore: JobStore {
         /// Drop the schema when the store is closed: for tests and benchmarks that each work
         /// in a throw-away schema.
         public var dropSchemaOnClose = false
+        /// When a key's dead letters make its human gate hold.
+        public var gates = GatePolicy.standard
         public init() {}
     }
 

@@ -167,6 +167,70 @@ enum PostgresSchema {
                 "DROP INDEX \(t.schema).jobs_lease_node",
                 "CREATE INDEX jobs_unsuccessful ON \(t.jobs) (enqueued_at, seq) WHERE state IN ('dead', 'expired', 'cancelled')",
             ]),
+            (4, [
+                // Chains: the current stage's placement (region in region_affinity, required
+                // tags here), stage outputs, handoff timing, and the human gates.
+                "ALTER TABLE \(t.jobs) ADD COLUMN node_tags text",
+                "ALTER TABLE \(t.jobs) ADD COLUMN outputs text",
+                "ALTER TABLE \(t.jobs) ADD COLUMN handoff_at bigint",
+                "CREATE INDEX jobs_gated ON \(t.jobs) (idempotency_key, seq) WHERE state = 'gated'",
+                "ALTER TABLE \(t.attempts) ADD COLUMN http_status integer",
+                "ALTER TABLE \(t.attempts) ADD COLUMN outputs text",
+                "ALTER TABLE \(t.attempts) ADD COLUMN handoff_ms bigint",
+                """
+                CREATE TABLE \(t.deadLetterKeys) (
+                    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    key text NOT NULL,
+                    job_id text NOT NULL,
+                    at bigint NOT NULL
+                )
+                """,
+                "CREATE INDEX dead_letter_keys_key ON \(t.deadLetterKeys) (key, at)",
+                """
+                CREATE TABLE \(t.gates) (
+                    key text PRIMARY KEY,
+                    state text NOT NULL,
+                    held_since bigint NOT NULL,
+                    reason text NOT NULL,
+                    dead_jobs text NOT NULL,
+                    released_at bigint
+                )
+                """,
+                // claim_batch with the stage's required tags and the handoff time (see
+                // migration 3 for why a claim is a function with its own planner settings).
+                """
+                CREATE FUNCTION \(t.schema).claim_batch_v2(p_now bigint, p_region text, p_limit bigint, p_node text, p_tags text[])
+                RETURNS TABLE (r_seq bigint, r_id text, r_spec text, r_priority integer, r_attempts integer,
+                               r_fence bigint, r_stage_index integer, r_run_at bigint, r_lease_expires_at bigint,
+                               r_stage_name text, r_region_affinity text, r_previous_node text, r_previous_node_at bigint,
+                               r_outputs text, r_handoff_at bigint)
+                LANGUAGE plpgsql VOLATILE ROWS 16
+                SET enable_sort = off SET jit = off SET plan_cache_mode = force_generic_plan AS $$
+                BEGIN
+                    RETURN QUERY
+                    WITH picked AS (
+                        SELECT q.seq, q.last_node, q.last_node_at, q.handoff_at FROM \(t.jobs) q
+                        WHERE q.state IN ('queued', 'retry_wait') AND q.run_at <= p_now AND q.claim_deadline > p_now
+                          AND (q.region_affinity IS NULL OR q.region_affinity = p_region
+                               OR q.run_at + q.region_fallback_ms <= p_now)
+                          AND (q.node_tags IS NULL OR string_to_array(q.node_tags, ',') <@ p_tags)
+                        ORDER BY q.priority DESC, q.run_at, q.seq
+                        LIMIT p_limit
+                        FOR UPDATE OF q SKIP LOCKED
+                    )
+                    UPDATE \(t.jobs) j
+                    SET state = 'running', attempts = j.attempts + 1, fence = j.fence + 1, ever_claimed = true,
+                        claim_deadline = j.deadline_base + j.ttl_ms, lease_node = p_node,
+                        lease_expires_at = p_now + j.lease_ttl_ms, last_node = p_node, last_node_at = p_now,
+                        handoff_at = NULL, updated_at = p_now
+                    FROM picked WHERE j.seq = picked.seq
+                    RETURNING j.seq, j.id, j.spec, j.priority, j.attempts, j.fence, j.stage_index, j.run_at,
+                              j.lease_expires_at, j.stage_names[j.stage_index + 1], j.region_affinity,
+                              picked.last_node, picked.last_node_at, j.outputs, picked.handoff_at;
+                END
+                $$
+                """,
+            ]),
         ]
     }
 

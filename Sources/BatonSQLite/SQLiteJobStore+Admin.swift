@@ -7,6 +7,7 @@ extension SQLiteJobStore {
     // MARK: Rescue
 
     public func rescue() async throws -> RescueReport {
+        let gates = self.gates
         let report = try await write { db, now in
             var report = RescueReport()
             let at = Date(epochMilliseconds: now)
@@ -20,12 +21,12 @@ extension SQLiteJobStore {
                 report.deadNodes.append(id)
                 let held = try Row.fetchAll(db.cachedStatement(sql: "\(Self.runningColumns) WHERE state = 'running' AND lease_node = ?"),
                                             arguments: [id])
-                try Self.rescue(db, held, loss: .nodeDead, now: now, into: &report)
+                try Self.rescue(db, held, loss: .nodeDead, now: now, gates: gates, into: &report)
             }
             let lost = try Row.fetchAll(db.cachedStatement(sql: """
                 \(Self.runningColumns) INDEXED BY jobs_lease WHERE state = 'running' AND lease_expires_at <= ? LIMIT 1000
                 """), arguments: [now])
-            try Self.rescue(db, lost, loss: .leaseExpired, now: now, into: &report)
+            try Self.rescue(db, lost, loss: .leaseExpired, now: now, gates: gates, into: &report)
             let late = try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT id, spec, ever_claimed, deadline_base FROM jobs INDEXED BY jobs_deadline
                 WHERE state IN ('queued', 'retry_wait') AND claim_deadline <= ? LIMIT 1000
@@ -44,6 +45,8 @@ extension SQLiteJobStore {
                 report.expired.append(id)
             }
             try db.cachedStatement(sql: "DELETE FROM idempotency_keys WHERE expires_at <= ?").execute(arguments: [now])
+            try db.cachedStatement(sql: "DELETE FROM dead_letter_keys WHERE at <= ?")
+                .execute(arguments: [now - Int64(gates.windowSec) * 1000])
             return report
         }
         if !report.requeued.isEmpty { signal.notify() }
@@ -51,11 +54,12 @@ extension SQLiteJobStore {
     }
 
     static let runningColumns = """
-        SELECT id, spec, attempts, fence, stage_index, lease_node, deadline_base, last_node_at FROM jobs
+        SELECT id, spec, attempts, fence, stage_index, lease_node, deadline_base, last_node_at, idempotency_key FROM jobs
         """
 
     /// Takes back running jobs (rows of `runningColumns`) lost to `loss`.
-    static func rescue(_ db: Database, _ rows: [Row], loss: LeaseLoss, now: Int64, into report: inout RescueReport) throws {
+    static func rescue(_ db: Database, _ rows: [Row], loss: LeaseLoss, now: Int64, gates: GatePolicy,
+                       into report: inout RescueReport) throws {
         let at = Date(epochMilliseconds: now)
         for row in rows {
             let id: String = row["id"]
@@ -82,6 +86,10 @@ extension SQLiteJobStore {
                 if state == .dead { report.deadLettered.append(id) } else { report.expired.append(id) }
             }
             for event in rescue.events { try appendEvent(db, event) }
+            if case .finish(.dead, _) = rescue.outcome,
+               let gate = try recordDeadLetter(db, jobID: id, key: row["idempotency_key"], now: now, policy: gates) {
+                report.gatesHeld.append(gate)
+            }
         }
     }
 
@@ -109,9 +117,9 @@ extension SQLiteJobStore {
         }
     }
 
-    public func redrive(jobID: String) async throws -> JobRecord {
+    public func redrive(jobID: String, fromStart: Bool) async throws -> JobRecord {
         let job = try await write { db, now in
-            try Self.redrive(db, jobID: jobID, now: now)
+            try Self.redrive(db, jobID: jobID, fromStart: fromStart, now: now)
             return try Self.requireJob(db, jobID)
         }
         signal.notify()
@@ -121,7 +129,7 @@ extension SQLiteJobStore {
     public func redriveAll() async throws -> [String] {
         let ids = try await write { db, now in
             let ids = try String.fetchAll(db, sql: "SELECT id FROM jobs WHERE state IN ('dead', 'expired') ORDER BY finished_at, seq")
-            for id in ids { try Self.redrive(db, jobID: id, now: now) }
+            for id in ids { try Self.redrive(db, jobID: id, fromStart: false, now: now) }
             return ids
         }
         if !ids.isEmpty { signal.notify() }
@@ -130,7 +138,7 @@ extension SQLiteJobStore {
 
     /// Queues a finished-but-failed job again at the stage that failed, with a new attempt
     /// budget and deadlines counted from now.
-    static func redrive(_ db: Database, jobID: String, now: Int64) throws {
+    static func redrive(_ db: Database, jobID: String, fromStart: Bool, now: Int64) throws {
         let job = try requireJob(db, jobID)
         guard [.dead, .expired, .cancelled].contains(job.state) else {
             throw BatonError(.invalidState, field: "job_id",
@@ -138,14 +146,16 @@ extension SQLiteJobStore {
         }
         let deadline = Lifecycle.claimDeadline(enqueuedAt: Date(epochMilliseconds: now), queueTimeoutSec: job.spec.queueTimeoutSec,
                                                ttlSec: job.spec.ttlSec, everClaimed: false).epochMilliseconds
+        let resume = RedrivePlan(job, fromStart: fromStart)
         try db.cachedStatement(sql: """
             UPDATE jobs SET state = 'queued', attempts = 0, ever_claimed = 0, deadline_base = ?, claim_deadline = ?, run_at = ?,
+                            stage_index = ?, region_affinity = ?, node_tags = ?, outputs = ?, handoff_at = NULL,
                             finished_at = NULL, updated_at = ?
             WHERE id = ?
-            """).execute(arguments: [now, deadline, now, now, jobID])
+            """).execute(arguments: [now, deadline, now, resume.stageIndex, resume.placement.region, resume.placement.tagsColumn,
+                                     resume.outputs.storedJSON, now, jobID])
         try appendEvent(db, JobEvent(jobID: jobID, at: Date(epochMilliseconds: now), kind: .redriven,
-                                     stage: job.spec.stages[min(job.stageIndex, job.spec.stages.count - 1)].name,
-                                     detail: ["from_state": job.state.rawValue, "last_reason": job.lastReason ?? ""]))
+                                     stage: job.spec.stages[resume.stageIndex].name, detail: resume.detail))
     }
 
     // MARK: Reads
@@ -219,7 +229,8 @@ extension SQLiteJobStore {
             retryCount: row["retry_count"], cumulativeBackoffSec: Double(row["cumulative_backoff_ms"] as Int64) / 1000,
             lastErrorClass: (row["last_error_class"] as String?).flatMap(ErrorClass.init(rawValue:)),
             lastReason: row["last_reason"], lastMessage: row["last_message"],
-            finishedAt: (row["finished_at"] as Int64?).map(Date.init(epochMilliseconds:)))
+            finishedAt: (row["finished_at"] as Int64?).map(Date.init(epochMilliseconds:)),
+            outputs: JobOutputs.stored(row["outputs"]))
     }
 
     static func attempt(from row: Row) -> AttemptRecord {
@@ -231,7 +242,9 @@ extension SQLiteJobStore {
             errorClass: (row["error_class"] as String?).flatMap(ErrorClass.init(rawValue:)),
             reason: row["reason"], message: row["message"],
             report: AttemptReport(exitCode: (row["exit_code"] as Int64?).map { Int32(truncatingIfNeeded: $0) },
-                                  stdout: row["stdout"], stderr: row["stderr"], logPath: row["log_path"]))
+                                  stdout: row["stdout"], stderr: row["stderr"], logPath: row["log_path"],
+                                  httpStatus: row["http_status"], output: JobOutputs.stored(row["outputs"]).stages.first),
+            handoffMs: row["handoff_ms"])
     }
 
     static func event(from row: Row) -> JobEvent {

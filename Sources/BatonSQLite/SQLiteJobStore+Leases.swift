@@ -8,7 +8,7 @@ extension SQLiteJobStore {
     /// A refusal is itself recorded in the job's event log, naming the node and both tokens.
     static func fencedRow(_ db: Database, _ lease: Lease, op: String, now: Int64) throws -> Result<Row, BatonError> {
         let row = try Row.fetchOne(db.cachedStatement(sql: """
-            SELECT state, fence, stage_index, stage_count, attempts, spec, deadline_base, retry_count, cumulative_backoff_ms
+            SELECT state, fence, stage_index, stage_count, attempts, deadline_base, idempotency_key, outputs
             FROM jobs WHERE id = ?
             """), arguments: [lease.jobID])
         guard let row else {
@@ -67,20 +67,45 @@ extension SQLiteJobStore {
                 let at = Date(epochMilliseconds: now)
                 var detail: [String: String] = [:]
                 if let code = completion.report.exitCode { detail["exit_code"] = String(code) }
+                if let status = completion.report.httpStatus { detail["http_status"] = String(status) }
+                var outputs = JobOutputs.stored(row["outputs"])
+                if let output = completion.report.output, !output.isEmpty {
+                    outputs = outputs.adding(output)
+                    try db.cachedStatement(sql: "UPDATE jobs SET outputs = ? WHERE id = ?")
+                        .execute(arguments: [outputs.storedJSON, lease.jobID])
+                }
                 if lease.stageIndex + 1 < stageCount {
                     let next = lease.stageIndex + 1
-                    let expires = now + Int64(lease.spec.leaseTTLSec) * 1000
-                    try db.cachedStatement(sql: """
-                        UPDATE jobs SET stage_index = ?, lease_expires_at = ?, last_node_at = ?, updated_at = ? WHERE id = ?
-                        """).execute(arguments: [next, expires, now, now, lease.jobID])
+                    let placement = lease.spec.placement(ofStage: next)
                     try Self.appendEvent(db, JobEvent(jobID: lease.jobID, at: at, kind: .stageCompleted, nodeID: lease.nodeID,
                                                       stage: lease.stage.name, attempt: lease.attempt, fence: lease.fence,
                                                       detail: detail))
+                    guard lease.node.mayRun(placement) else {
+                        // Handoff: queued for a node that may run the next stage. The attempt is
+                        // not over (its claim counts it again), and the wait is timed from now.
+                        try db.cachedStatement(sql: """
+                            UPDATE jobs SET state = 'queued', stage_index = ?, attempts = attempts - 1, region_affinity = ?,
+                                            node_tags = ?, run_at = ?, handoff_at = ?, lease_node = NULL, lease_expires_at = NULL,
+                                            last_node_at = ?, updated_at = ?
+                            WHERE id = ?
+                            """).execute(arguments: [next, placement.region, placement.tagsColumn, now, now, now, now, lease.jobID])
+                        try Self.appendEvent(db, JobEvent(jobID: lease.jobID, at: at, kind: .handedOff, nodeID: lease.nodeID,
+                                                          stage: lease.spec.stages[next].name, attempt: lease.attempt,
+                                                          fence: lease.fence, detail: placement.handoffDetail))
+                        return .handedOff(stage: lease.spec.stages[next].name)
+                    }
+                    let expires = now + Int64(lease.spec.leaseTTLSec) * 1000
+                    try db.cachedStatement(sql: """
+                        UPDATE jobs SET stage_index = ?, region_affinity = ?, node_tags = ?, lease_expires_at = ?, last_node_at = ?,
+                                        updated_at = ?
+                        WHERE id = ?
+                        """).execute(arguments: [next, placement.region, placement.tagsColumn, expires, now, now, lease.jobID])
                     try Self.insertAttempt(db, jobID: lease.jobID, fence: lease.fence, stageIndex: next, attempt: lease.attempt,
                                            stageName: lease.spec.stages[next].name, nodeID: lease.nodeID, at: now)
                     var nextLease = lease
                     nextLease.stageIndex = next
                     nextLease.expiresAt = Date(epochMilliseconds: expires)
+                    nextLease.outputs = outputs
                     return .nextStage(nextLease)
                 }
                 try db.cachedStatement(sql: """
@@ -100,6 +125,7 @@ extension SQLiteJobStore {
 
     public func fail(_ lease: Lease, failure: Failure, report: AttemptReport) async throws -> FailureResult {
         let jitter = self.jitter()
+        let gates = self.gates
         return try await write { db, now in
             let row: Row
             switch try Self.fencedRow(db, lease, op: "fail", now: now) {
@@ -139,7 +165,9 @@ extension SQLiteJobStore {
                 try Self.appendEvent(db, JobEvent(jobID: lease.jobID, at: at, kind: .deadLettered, nodeID: lease.nodeID,
                                                   stage: lease.stage.name, attempt: lease.attempt, fence: lease.fence,
                                                   detail: ["reason": reason, "class": failure.errorClass.rawValue]))
-                return .deadLettered(reason: reason)
+                let gate = try Self.recordDeadLetter(db, jobID: lease.jobID, key: row["idempotency_key"], now: now,
+                                                     policy: gates)
+                return .deadLettered(reason: reason, gate: gate)
             case .expire(let reason):
                 try Self.finish(db, jobID: lease.jobID, state: .expired, failure: failure, reason: reason, now: now)
                 try Self.appendEvent(db, JobEvent(jobID: lease.jobID, at: at, kind: .expired, nodeID: lease.nodeID,

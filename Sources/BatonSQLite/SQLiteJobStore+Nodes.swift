@@ -22,7 +22,7 @@ extension SQLiteJobStore {
             var report = RescueReport()
             let held = try Row.fetchAll(db.cachedStatement(sql: "\(Self.runningColumns) WHERE state = 'running' AND lease_node = ?"),
                                         arguments: [info.id])
-            try Self.rescue(db, held, loss: .nodeRestarted, now: now, into: &report)
+            try Self.rescue(db, held, loss: .nodeRestarted, now: now, gates: self.gates, into: &report)
             try Self.upsertNode(db, info, now: now)
             return .registered(try Self.requireNode(db, info.id), previous: existing,
                                rescued: report.requeued + report.deadLettered + report.expired)

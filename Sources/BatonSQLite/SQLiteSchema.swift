@@ -9,7 +9,7 @@ protocol SQLiteMigration {
 /// Applies pending migrations under an immediate transaction, so several processes opening the
 /// same file at once apply each step exactly once. The applied version is `PRAGMA user_version`.
 enum SQLiteSchema {
-    static var migrations: [any SQLiteMigration.Type] { [Migration0001Initial.self, Migration0002Cluster.self] }
+    static var migrations: [any SQLiteMigration.Type] { [Migration0001Initial.self, Migration0002Cluster.self, Migration0003Chains.self] }
 
     static func migrate(_ db: Database) throws {
         try db.inTransaction(.immediate) {
@@ -134,6 +134,40 @@ enum Migration0002Cluster: SQLiteMigration {
                 started_at INTEGER NOT NULL,
                 last_seen INTEGER NOT NULL,
                 in_flight INTEGER NOT NULL DEFAULT 0
+            );
+            """)
+    }
+}
+
+/// Chains: the current stage's placement, stage outputs, handoff timing, HTTP status, and the
+/// human gates on idempotency keys that keep dying.
+enum Migration0003Chains: SQLiteMigration {
+    static let version = 3
+
+    static func apply(_ db: Database) throws {
+        try db.execute(sql: """
+            ALTER TABLE jobs ADD COLUMN node_tags TEXT;
+            ALTER TABLE jobs ADD COLUMN outputs TEXT;
+            ALTER TABLE jobs ADD COLUMN handoff_at INTEGER;
+            CREATE INDEX jobs_gated ON jobs(idempotency_key, seq) WHERE state = 'gated';
+            ALTER TABLE attempts ADD COLUMN http_status INTEGER;
+            ALTER TABLE attempts ADD COLUMN outputs TEXT;
+            ALTER TABLE attempts ADD COLUMN handoff_ms INTEGER;
+
+            CREATE TABLE dead_letter_keys (
+                key TEXT NOT NULL,
+                job_id TEXT NOT NULL,
+                at INTEGER NOT NULL
+            );
+            CREATE INDEX dead_letter_keys_key ON dead_letter_keys(key, at);
+
+            CREATE TABLE gates (
+                key TEXT PRIMARY KEY NOT NULL,
+                state TEXT NOT NULL,
+                held_since INTEGER NOT NULL,
+                reason TEXT NOT NULL,
+                dead_jobs TEXT NOT NULL,
+                released_at INTEGER
             );
             """)
     }

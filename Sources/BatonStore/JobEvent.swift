@@ -26,6 +26,13 @@ public struct JobEvent: Sendable, Hashable {
         public static let expired = Kind(rawValue: "expired")
         public static let cancelled = Kind(rawValue: "cancelled")
         public static let redriven = Kind(rawValue: "redriven")
+        /// A finished stage's successor may not run on its node: the job was queued for one that may.
+        public static let handedOff = Kind(rawValue: "handed_off")
+        /// This dead letter made the human gate of its idempotency key hold new jobs.
+        public static let gateHeld = Kind(rawValue: "gate_held")
+        /// Submitted while its key's gate is held: waits for a human.
+        public static let gated = Kind(rawValue: "gated")
+        public static let gateReleased = Kind(rawValue: "gate_released")
         /// A write under a lease that was no longer current was refused.
         public static let staleWriteRefused = Kind(rawValue: "stale_write_refused")
     }

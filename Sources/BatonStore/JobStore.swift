@@ -60,13 +60,23 @@ public protocol JobStore: Sendable {
     func cancel(jobID: String, reason: String) async throws -> JobRecord
 
     /// Queues a dead, expired or cancelled job again with a fresh attempt budget, resuming at
-    /// the stage that failed. Throws `notFound` or `invalidState`.
-    func redrive(jobID: String) async throws -> JobRecord
+    /// the stage that failed (or at the first stage, its outputs dropped, with `fromStart`).
+    /// Throws `notFound` or `invalidState`.
+    func redrive(jobID: String, fromStart: Bool) async throws -> JobRecord
 
     /// Redrives every dead letter (states dead and expired). Returns the ids redriven.
     func redriveAll() async throws -> [String]
 
     func job(id: String) async throws -> JobRecord?
+
+    // MARK: Human gates
+
+    /// Every gate, held ones first, newest first.
+    func gates() async throws -> [GateRecord]
+
+    /// Opens a held gate: the jobs it held are queued, oldest first, and the key's dead-letter
+    /// count starts again. Throws `notFound` when no gate is held for the key.
+    func releaseGate(key: String) async throws -> GateRelease
 
     /// The job with its attempts and its event log, oldest first.
     func detail(id: String) async throws -> JobDetail?
@@ -97,6 +107,10 @@ extension JobStore {
             throw BatonError(.internal, "complete returned no result")
         }
         return result
+    }
+
+    public func redrive(jobID: String) async throws -> JobRecord {
+        try await redrive(jobID: jobID, fromStart: false)
     }
 
     public func events(jobID: String) async throws -> [JobEvent] {

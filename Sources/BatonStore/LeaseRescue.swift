@@ -84,13 +84,18 @@ public struct LeaseRescue: Sendable {
 public struct ClaimHandover: Sendable {
     public let detail: [String: String]
 
-    public init(spec: JobSpec, request: ClaimRequest, runAt: Int64, lastNode: String?, lastNodeAt: Int64?, now: Int64) {
+    /// - Parameters:
+    ///   - regionAffinity: the region the claimed stage asks for.
+    ///   - handoffAt: when the previous stage finished on a node that could not run this one.
+    public init(regionAffinity: String?, request: ClaimRequest, runAt: Int64, lastNode: String?, lastNodeAt: Int64?,
+                handoffAt: Int64? = nil, now: Int64) {
         var detail = ["wait_ms": String(now - runAt), "to_node": request.nodeID]
         if let lastNode {
             detail["from_node"] = lastNode
             if let lastNodeAt { detail["handover_ms"] = String(now - lastNodeAt) }
         }
-        if let affinity = spec.regionAffinity, affinity != request.region {
+        if let handoffAt { detail["handoff_ms"] = String(now - handoffAt) }
+        if let affinity = regionAffinity, affinity != request.region {
             detail["region_fallback"] = "true"
             detail["region_affinity"] = affinity
             detail["node_region"] = request.region ?? ""

@@ -7,10 +7,13 @@ public struct EnqueueResult: Sendable, Hashable {
     /// True when an earlier job with the same idempotency key inside its dedupe window was
     /// returned instead of creating a new one.
     public var deduplicated: Bool
+    /// True when the job was stored held behind its key's human gate (state `gated`).
+    public var gated: Bool
 
-    public init(jobID: String, deduplicated: Bool) {
+    public init(jobID: String, deduplicated: Bool, gated: Bool = false) {
         self.jobID = jobID
         self.deduplicated = deduplicated
+        self.gated = gated
     }
 }
 
@@ -135,7 +138,8 @@ public enum CompletionResult: Sendable, Hashable {
 /// What the store did with a failed attempt.
 public enum FailureResult: Sendable, Hashable {
     case retrying(at: Date, delaySec: Double)
-    case deadLettered(reason: String)
+    /// `gate` is set when this dead letter made its idempotency key's human gate hold.
+    case deadLettered(reason: String, gate: GateRecord? = nil)
     case expired(reason: String)
     case cancelled
 }
@@ -158,12 +162,16 @@ public struct RescueReport: Sendable, Hashable {
     public var expired: [String] = []
     /// Nodes declared dead in this pass (their jobs are among the lists above).
     public var deadNodes: [String] = []
+    /// Human gates that this pass's dead letters made hold.
+    public var gatesHeld: [GateRecord] = []
 
-    public init(requeued: [String] = [], deadLettered: [String] = [], expired: [String] = [], deadNodes: [String] = []) {
+    public init(requeued: [String] = [], deadLettered: [String] = [], expired: [String] = [], deadNodes: [String] = [],
+                gatesHeld: [GateRecord] = []) {
         self.requeued = requeued
         self.deadLettered = deadLettered
         self.expired = expired
         self.deadNodes = deadNodes
+        self.gatesHeld = gatesHeld
     }
 
     public var isEmpty: Bool { requeued.isEmpty && deadLettered.isEmpty && expired.isEmpty && deadNodes.isEmpty }
@@ -194,11 +202,14 @@ public struct JobRecord: Sendable, Hashable {
     public var lastReason: String?
     public var lastMessage: String?
     public var finishedAt: Date?
+    /// What the finished stages handed on.
+    public var outputs: JobOutputs = .empty
 
     public init(spec: JobSpec, state: JobState, attempts: Int, fence: Int64, stageIndex: Int, enqueuedAt: Date,
                 updatedAt: Date, runAt: Date, leaseNode: String? = nil, leaseExpiresAt: Date? = nil,
                 lastNode: String? = nil, lastNodeAt: Date? = nil, retryCount: Int = 0, cumulativeBackoffSec: Double = 0, lastErrorClass: ErrorClass? = nil,
-                lastReason: String? = nil, lastMessage: String? = nil, finishedAt: Date? = nil) {
+                lastReason: String? = nil, lastMessage: String? = nil, finishedAt: Date? = nil, outputs: JobOutputs = .empty) {
+        self.outputs = outputs
         self.spec = spec
         self.state = state
         self.attempts = attempts
@@ -243,10 +254,13 @@ public struct AttemptRecord: Sendable, Hashable {
     public var reason: String?
     public var message: String?
     public var report: AttemptReport
+    /// For the first stage run after a handoff: previous stage finished → this one started.
+    public var handoffMs: Int64?
 
     public init(jobID: String, fence: Int64, attempt: Int, stageIndex: Int, stageName: String, nodeID: String,
                 startedAt: Date, finishedAt: Date? = nil, outcome: Outcome, errorClass: ErrorClass? = nil,
-                reason: String? = nil, message: String? = nil, report: AttemptReport = .empty) {
+                reason: String? = nil, message: String? = nil, report: AttemptReport = .empty, handoffMs: Int64? = nil) {
+        self.handoffMs = handoffMs
         self.jobID = jobID
         self.fence = fence
         self.attempt = attempt

@@ -24,8 +24,15 @@ public struct BatonConfig: Sendable, Hashable {
     public var logs: LogSettings
     public var sqlite: SQLiteSettings
     public var postgres: PostgresSettings
+    /// Human gates (`gates:`): `dead_letters` (default 2) dead letters of one idempotency key
+    /// within `window_sec` (default 86400) hold new jobs with that key until released.
+    public var gates: GatePolicy
+    /// Where alerts go besides the log (`alerts:`).
+    public var alerts: AlertSettings
 
     public init() {
+        gates = .standard
+        alerts = AlertSettings()
         store = "sqlite:./baton.db"
         storeSource = "store"
         node = NodeSettings()
@@ -89,6 +96,8 @@ public struct BatonConfig: Sendable, Hashable {
                 "synchronous": .string(sqlite.synchronous),
                 "busy_timeout_sec": .double(sqlite.busyTimeoutSec),
             ]),
+            "gates": .object(["dead_letters": .int(Int64(gates.deadLetters)), "window_sec": .int(Int64(gates.windowSec))]),
+            "alerts": .object(alerts.webhookURL.map { ["webhook_url": .string($0)] } ?? [:]),
             "postgres": .object([
                 "schema": .string(postgres.schema),
                 "max_connections": .int(Int64(postgres.maxConnections)),
@@ -217,6 +226,14 @@ public struct LogSettings: Sendable, Hashable {
 
     /// `level` as a swift-log level (`.info` should it hold anything else).
     public var loggerLevel: Logger.Level { Logger.Level(rawValue: level) ?? .info }
+}
+
+/// Where alerts go besides an error-level log line (`alerts:`).
+public struct AlertSettings: Sendable, Hashable {
+    /// Each alert (a human gate starting to hold jobs) is POSTed here as JSON. Optional.
+    public var webhookURL: String?
+
+    public init(webhookURL: String? = nil) { self.webhookURL = webhookURL }
 }
 
 /// Settings of the embedded SQLite engine (`sqlite:`).

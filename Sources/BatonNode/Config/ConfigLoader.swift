@@ -12,7 +12,9 @@ public enum ConfigLoader {
     /// The file `resolve(path:environment:)` looks for when no path is given.
     public static let defaultPath = "./baton.yaml"
 
-    static let sectionKeys = ["store", "node", "defaults", "logs", "sqlite", "postgres"]
+    static let sectionKeys = ["store", "node", "defaults", "logs", "sqlite", "postgres", "gates", "alerts"]
+    static let gatesKeys = ["dead_letters", "window_sec"]
+    static let alertsKeys = ["webhook_url"]
     static let nodeKeys = ["id", "region", "tags", "capacity", "poll_interval_ms", "drain_timeout_sec",
                            "rescue_interval_sec", "heartbeat_interval_sec", "dead_after_missed"]
     static let defaultsKeys = ["lane", "dedupe_window_sec", "queue_timeout_sec", "exec_timeout_sec",
@@ -73,6 +75,20 @@ public enum ConfigLoader {
         if let logs = r.value("logs") { config.logs = try readLogs(logs, path: r.field("logs")) }
         if let sqlite = r.value("sqlite") { config.sqlite = try readSQLite(sqlite, path: r.field("sqlite")) }
         if let postgres = r.value("postgres") { config.postgres = try readPostgres(postgres, path: r.field("postgres")) }
+        if let gates = r.value("gates") {
+            let g = try ObjectReader(gates, path: r.field("gates"), allowedKeys: gatesKeys)
+            config.gates.deadLetters = try g.int("dead_letters", in: 1...1000) ?? config.gates.deadLetters
+            config.gates.windowSec = try g.int("window_sec", in: 1...31_536_000) ?? config.gates.windowSec
+        }
+        if let alerts = r.value("alerts") {
+            let a = try ObjectReader(alerts, path: r.field("alerts"), allowedKeys: alertsKeys)
+            if let url = try a.string("webhook_url", maxLength: 4096) {
+                guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+                    throw a.invalid("webhook_url", .string(url), "expected an http:// or https:// URL")
+                }
+                config.alerts.webhookURL = url
+            }
+        }
         return config
     }
 

@@ -36,9 +36,14 @@ public struct ShellExecutor: StageExecutor {
         let directory = "\(context.logDirectory)/\(lease.jobID)"
         let base = "\(directory)/f\(lease.fence)-\(lease.stageIndex)-\(lease.stage.name)"
         let outPath = base + ".stdout", errPath = base + ".stderr"
+        // The stage writes what it hands on to $BATON_OUTPUT; it reads what earlier stages
+        // handed on from $BATON_OUTPUTS (JSON) and BATON_OUT_<KEY> variables.
+        let outputPath = base + ".output", inputsPath = base + ".inputs.json"
         let outFD: FileDescriptor, errFD: FileDescriptor
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try? FileManager.default.removeItem(atPath: outputPath)
+            try lease.outputs.document.encoded().write(to: URL(fileURLWithPath: inputsPath))
             outFD = try FileDescriptor.open(FilePath(outPath), .writeOnly, options: [.create, .truncate], permissions: .init(rawValue: 0o644))
             do {
                 errFD = try FileDescriptor.open(FilePath(errPath), .writeOnly, options: [.create, .truncate], permissions: .init(rawValue: 0o644))
@@ -51,7 +56,10 @@ public struct ShellExecutor: StageExecutor {
         }
 
         var overrides: [Environment.Key: String?] = [:]
-        for (key, value) in context.batonEnvironment.merging(lease.stage.env, uniquingKeysWith: { _, stage in stage }) {
+        var variables = lease.outputs.environment.merging(context.batonEnvironment) { _, baton in baton }
+        variables["BATON_OUTPUT"] = outputPath
+        variables["BATON_OUTPUTS"] = inputsPath
+        for (key, value) in variables.merging(lease.stage.env, uniquingKeysWith: { _, stage in stage }) {
             overrides[Environment.Key(stringLiteral: key)] = value
         }
         let environment = Environment.inherit.updating(overrides)
@@ -140,7 +148,7 @@ public struct ShellExecutor: StageExecutor {
             return stopReason ?? .launchFailed("process ended without a status")
         }
 
-        let report = AttemptReport(
+        var report = AttemptReport(
             exitCode: { if case .exited(.exited(let code)) = outcome { return code } else { return nil } }(),
             stdout: Self.tail(of: outPath, bytes: context.captureBytes),
             stderr: Self.tail(of: errPath, bytes: context.captureBytes),
@@ -149,6 +157,15 @@ public struct ShellExecutor: StageExecutor {
         case .exited(.exited(let code)):
             if let failure = Lifecycle.classifyExit(code: code, transientCodes: lease.stage.transientExitCodes) {
                 return .failed(failure, report)
+            }
+            if let data = FileManager.default.contents(atPath: outputPath) {
+                do {
+                    report.output = try StageOutput.parse(data, stage: lease.stage.name)
+                } catch {
+                    // The stage's work is done but what it handed on cannot be read: later
+                    // stages must not run on half an output.
+                    return .failed(.fatal("bad_output", error.description), report)
+                }
             }
             return .succeeded(report)
         case .exited(let status):

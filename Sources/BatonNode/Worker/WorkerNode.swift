@@ -16,6 +16,7 @@ public final class WorkerNode: Service, Sendable {
     let store: any JobStore
     let completions: CompletionBatcher
     let executors: ExecutorRegistry
+    let alerts: Alerts
     let logger: Logger
     let state = Mutex(State())
     /// Wakes the claim loop when a slot frees or shutdown begins.
@@ -44,7 +45,8 @@ public final class WorkerNode: Service, Sendable {
     }
 
     public init(store: any JobStore, options: WorkerOptions, executors: ExecutorRegistry = .standard,
-                logger: Logger = Logger(label: "baton.worker")) {
+                alerts: Alerts = .logOnly, logger: Logger = Logger(label: "baton.worker")) {
+        self.alerts = alerts
         self.store = store
         self.completions = CompletionBatcher(store: store)
         self.options = options
@@ -268,6 +270,9 @@ public final class WorkerNode: Service, Sendable {
                     try await self.store.fail(current, failure: failure, report: report)
                 }
                 if let decision { log(.info, "failure recorded", metadata: ["decision": "\(decision)"]) }
+                if case .deadLettered(_, let gate?)? = decision {
+                    alerts.gateHeld(gate, job: current.jobID, nodeID: options.nodeID, logger: logger)
+                }
             case .aborted(let reason, _):
                 switch reason {
                 case .shutdown:
@@ -353,6 +358,9 @@ public final class WorkerNode: Service, Sendable {
             if draining || stopped { return }
             do {
                 let report = try await store.rescue()
+                for gate in report.gatesHeld {
+                    alerts.gateHeld(gate, job: gate.deadJobs.last ?? "", nodeID: options.nodeID, logger: logger)
+                }
                 for node in report.deadNodes {
                     logger.warning("declared node dead: no heartbeat for its threshold; its jobs run elsewhere",
                                    metadata: ["dead.node": .string(node)])

@@ -1,0 +1,46 @@
+import BatonCore
+import BatonStore
+import Foundation
+import Logging
+
+/// Where a node reports what needs a person: a log line at error level always, and a POST of
+/// a small JSON document to `alerts.webhook_url` when one is configured. A webhook that fails
+/// is logged, never retried into a storm, and never holds up the job that raised the alert.
+public struct Alerts: Sendable {
+    /// Sends `body` (JSON) to `url`; throws when the far side did not accept it.
+    public typealias Poster = @Sendable (_ url: String, _ body: Data) async throws -> Void
+
+    public var webhookURL: String?
+    public var post: Poster?
+
+    public init(webhookURL: String? = nil, post: Poster? = nil) {
+        self.webhookURL = webhookURL
+        self.post = post
+    }
+
+    public static let logOnly = Alerts()
+
+    /// A key's dead letters made its human gate hold new jobs.
+    public func gateHeld(_ gate: GateRecord, job: String, nodeID: String, logger: Logger) {
+        logger.error("human gate holds new jobs: their idempotency key keeps dying; release with `baton gate release`",
+                     metadata: ["gate.key": .string(gate.key), "job.id": .string(job),
+                                "dead_jobs": .string(gate.deadJobs.joined(separator: ",")), "reason": .string(gate.reason)])
+        send(.object([
+            "kind": .string("gate_held"), "key": .string(gate.key), "job_id": .string(job),
+            "dead_jobs": .array(gate.deadJobs.map(JSONValue.string)), "reason": .string(gate.reason),
+            "node_id": .string(nodeID), "at": .string(ISO8601DateFormatter().string(from: gate.heldSince)),
+        ]), logger: logger)
+    }
+
+    private func send(_ document: JSONValue, logger: Logger) {
+        guard let webhookURL, let post else { return }
+        let body = document.encoded()
+        Task {
+            do {
+                try await post(webhookURL, body)
+            } catch {
+                logger.warning("alert webhook failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}
