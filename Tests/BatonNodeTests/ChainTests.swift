@@ -67,8 +67,10 @@ import Darwin
         }
     }
 
-    @Test func chainKilledDuringStage2ResumesOnAnotherNodeWithStage1Outputs() async throws {
-        let h = try await ProcessHarness()
+    @Test(arguments: [ProcessHarness.Engine.sqlite, .postgres])
+    func chainKilledDuringStage2ResumesOnAnotherNodeWithStage1Outputs(_ engine: ProcessHarness.Engine) async throws {
+        if engine == .postgres && !TestPostgresServer.enabled { return }
+        let h = try await ProcessHarness(engine)
         defer { h.finish() }
         let d = h.directory.path
         let spec = JobSpec(id: JobID.make(), stages: [
@@ -98,6 +100,34 @@ import Darwin
         let detail = try #require(try await h.store.detail(id: spec.id))
         #expect(detail.stages.map(\.node) == [holder, survivor])
         #expect(detail.job.outputs.values["artifact_id"] == "abc-\(spec.id)")
+    }
+
+    @Test(arguments: [ProcessHarness.Engine.sqlite, .postgres])
+    func stagesNeedingOtherTagsAreHandedToANodeThatHasThem(_ engine: ProcessHarness.Engine) async throws {
+        if engine == .postgres && !TestPostgresServer.enabled { return }
+        let h = try await ProcessHarness(engine)
+        defer { h.finish() }
+        let d = h.directory.path
+        let spec = JobSpec(id: JobID.make(), stages: [
+            Self.stage("compile", "echo \"compile $BATON_NODE_ID\" >> \(d)/ran.txt; echo ipa=app-$BATON_JOB_ID.ipa >> \"$BATON_OUTPUT\""),
+            StageSpec(name: "sign", run: .shell("echo \"sign $BATON_NODE_ID $BATON_OUT_IPA\" >> \(d)/ran.txt"), nodeTags: ["mac"]),
+            Self.stage("notify", "echo \"notify $BATON_NODE_ID\" >> \(d)/ran.txt"),
+        ])
+        // The linux node starts first and alone, so it is the one that takes the first stage.
+        try h.startWorker("tags-linux", tags: ["linux"])
+        _ = try await h.store.enqueue(spec)
+        try await h.waitUntil(timeout: 30, "the first stage to hand the chain on") {
+            try await h.store.job(id: spec.id)?.stageIndex == 1
+        }
+        #expect(try await h.store.job(id: spec.id)?.state == .queued, "no node may run the signing stage yet")
+        try h.startWorker("tags-mac", tags: ["mac", "arm64"])
+        try await h.waitUntil(timeout: 30, "the chain to succeed") { try await h.store.job(id: spec.id)?.state == .succeeded }
+        #expect(Self.lines(h, "ran.txt") == ["compile tags-linux", "sign tags-mac app-\(spec.id).ipa", "notify tags-mac"])
+        let detail = try #require(try await h.store.detail(id: spec.id))
+        let handoff = try #require(detail.stages[1].handoffMs)
+        #expect(handoff >= 0)
+        #expect(detail.events.contains { $0.kind == .handedOff && $0.nodeID == "tags-linux" && $0.detail["node_tags"] == "mac" })
+        #expect(detail.job.attempts == 1, "a handoff is not a new attempt")
     }
 
     @Test func eachKindOfTimeoutIsRecordedWithItsOwnReason() async throws {

@@ -73,7 +73,7 @@ final class ProcessHarness: @unchecked Sendable {
 
     /// Writes a config file for a node and returns its path.
     func config(node: String, capacity: Int = 1, drainTimeoutSec: Double = 30, heartbeatIntervalSec: Double = 10,
-                deadAfterMissed: Int = 3, pollIntervalMs: Int = 50, logLevel: String = "debug",
+                deadAfterMissed: Int = 3, pollIntervalMs: Int = 50, logLevel: String = "debug", tags: [String] = [],
                 extra: String = "") throws -> String {
         let path = directory.appendingPathComponent("\(node).yaml").path
         let yaml = """
@@ -86,6 +86,7 @@ final class ProcessHarness: @unchecked Sendable {
               drain_timeout_sec: \(drainTimeoutSec)
               heartbeat_interval_sec: \(heartbeatIntervalSec)
               dead_after_missed: \(deadAfterMissed)
+              tags: [\(tags.joined(separator: ", "))]
             logs:
               dir: \(directory.appendingPathComponent("logs").path)
               level: \(logLevel)
@@ -99,11 +100,11 @@ final class ProcessHarness: @unchecked Sendable {
     /// Starts `baton worker` for `node`. Its output goes to NODE.log in the scratch directory.
     @discardableResult
     func startWorker(_ node: String, capacity: Int = 1, drainTimeoutSec: Double = 30, heartbeatIntervalSec: Double = 10,
-                     deadAfterMissed: Int = 3, pollIntervalMs: Int = 50, logLevel: String = "debug",
+                     deadAfterMissed: Int = 3, pollIntervalMs: Int = 50, logLevel: String = "debug", tags: [String] = [],
                      log: String? = nil) throws -> Process {
         let configPath = try config(node: node, capacity: capacity, drainTimeoutSec: drainTimeoutSec,
                                     heartbeatIntervalSec: heartbeatIntervalSec, deadAfterMissed: deadAfterMissed,
-                                    pollIntervalMs: pollIntervalMs, logLevel: logLevel)
+                                    pollIntervalMs: pollIntervalMs, logLevel: logLevel, tags: tags)
         let process = try launch(["worker", "--config", configPath], log: log ?? "\(node).log")
         workers.append(process)
         return process
