@@ -1,5 +1,6 @@
 import BatonCore
 import BatonStore
+import BatonStoreTesting
 import Foundation
 import Testing
 
