@@ -33,6 +33,11 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        // Tests only: a real local HTTP server for the http stage executor, and its header types.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         // Pure: envelope, validation, lifecycle state machine, retry maths, clock. No I/O.
@@ -77,6 +82,9 @@ let package = Package(
             name: "BatonNode",
             dependencies: [
                 "BatonCore", "BatonStore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
@@ -129,7 +137,14 @@ let package = Package(
         ),
         .testTarget(
             name: "BatonNodeTests",
-            dependencies: ["BatonCore", "BatonStore", "BatonSQLite", "BatonPostgres", "BatonNode", "BatonCLI"],
+            dependencies: [
+                "BatonCore", "BatonStore", "BatonSQLite", "BatonPostgres", "BatonNode", "BatonCLI",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

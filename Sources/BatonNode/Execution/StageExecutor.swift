@@ -121,7 +121,7 @@ public struct ExecutorRegistry: Sendable {
     public var http: any StageExecutor
 
     public init(shell: any StageExecutor = ShellExecutor(), noop: any StageExecutor = NoopExecutor(),
-                sleep: any StageExecutor = SleepExecutor(), http: any StageExecutor = UnavailableExecutor(kind: "http")) {
+                sleep: any StageExecutor = SleepExecutor(), http: any StageExecutor = HTTPExecutor()) {
         self.shell = shell
         self.noop = noop
         self.sleep = sleep
