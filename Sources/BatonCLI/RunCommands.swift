@@ -21,6 +21,7 @@ enum NodeRunner {
                                    rescueIntervalSec: node.rescueIntervalSec, logDirectory: config.logs.dir,
                                    captureBytes: config.logs.captureBytes, heartbeatIntervalSec: node.heartbeatIntervalSec,
                                    deadAfterMissed: node.deadAfterMissed, configHash: config.configHash),
+            alerts: .webhook(config.alerts.webhookURL),
             logger: logger)
         if banner {
             logger.info("baton is up", metadata: [

@@ -196,7 +196,9 @@ import Darwin
                     stages: [Self.stage("deploy", "test -f \(d)/fixed || exit 1; echo \(id) >> \(d)/deployed.txt")],
                     retry: RetryPolicy(maxAttempts: 1))
         }
-        try h.startWorker("gate-a")
+        let webhook = try await ScriptedHTTPServer.start([ScriptedHTTPServer.Reply(status: 204)])
+        defer { Task { await webhook.stop() } }
+        try h.startWorker("gate-a", extra: "alerts: {webhook_url: '\(webhook.url)/alerts'}")
         for id in ["d1", "d2"] {
             _ = try await h.store.enqueue(job(id))
             try await h.waitUntil(timeout: 30, "\(id) to be dead-lettered") { try await h.store.job(id: id)?.state == .dead }
@@ -204,6 +206,18 @@ import Darwin
         try await h.waitUntil(timeout: 10, "the alert in the worker's log") {
             h.log(of: "gate-a").contains("human gate holds new jobs")
         }
+        try await h.waitUntil(timeout: 10, "the alert webhook to be called") { webhook.callCount == 1 }
+        let alert = try #require(webhook.calls.first)
+        #expect(alert.method == "POST")
+        #expect(alert.path == "/alerts")
+        let document = try JSONValue.parse(Data(alert.body.utf8), what: "alert")
+        guard case .object(let fields) = document else {
+            Issue.record("the alert is not a JSON object: \(alert.body)")
+            return
+        }
+        #expect(fields["kind"] == .string("gate_held"))
+        #expect(fields["key"] == .string("deploy:prod"))
+        #expect(fields["dead_jobs"] == .array([.string("d1"), .string("d2")]))
         let envelope = Data(#"{"job_id": "d3", "idempotency_key": "deploy:prod", "stages": [{"name": "deploy", "run": {"shell": "test -f \#(d)/fixed || exit 1; echo d3 >> \#(d)/deployed.txt"}}]}"#.utf8)
         let submit = try await h.cli(["submit", "-", "--db", h.dbPath], stdin: envelope)
         #expect(submit.status == 0, "\(submit.output)")

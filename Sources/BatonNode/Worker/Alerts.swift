@@ -1,7 +1,10 @@
+import AsyncHTTPClient
 import BatonCore
 import BatonStore
 import Foundation
 import Logging
+import NIOCore
+import NIOHTTP1
 
 /// Where a node reports what needs a person: a log line at error level always, and a POST of
 /// a small JSON document to `alerts.webhook_url` when one is configured. A webhook that fails
@@ -40,6 +43,26 @@ public struct Alerts: Sendable {
                 try await post(webhookURL, body)
             } catch {
                 logger.warning("alert webhook failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}
+
+extension Alerts {
+    /// Alerts POSTed as JSON to `url` (through the HTTP executor's client, which does not
+    /// follow redirects), each within `timeoutSec`; a status other than 2xx counts as failed.
+    public static func webhook(_ url: String?, timeoutSec: Int64 = 5) -> Alerts {
+        guard let url else { return .logOnly }
+        return Alerts(webhookURL: url) { target, body in
+            var request = HTTPClientRequest(url: target)
+            request.method = .POST
+            request.headers.add(name: "content-type", value: "application/json")
+            request.headers.add(name: "user-agent", value: "baton/\(BatonVersion.current)")
+            request.body = .bytes(ByteBuffer(bytes: body))
+            let response = try await HTTPExecutor.sharedClient.execute(request, deadline: .now() + .seconds(timeoutSec))
+            guard (200..<300).contains(Int(response.status.code)) else {
+                throw BatonError(.storeUnavailable, field: "alerts.webhook_url",
+                                 "the webhook answered \(response.status.code) \(response.status.reasonPhrase)")
             }
         }
     }
