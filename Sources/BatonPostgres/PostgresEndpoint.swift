@@ -96,6 +96,7 @@ struct PostgresTables: Sendable {
     let nodes: String
     let gates: String
     let deadLetterKeys: String
+    let lanes: String
     let migrations: String
     let channel: String
 
@@ -114,6 +115,7 @@ struct PostgresTables: Sendable {
         nodes = "\(schema).nodes"
         gates = "\(schema).gates"
         deadLetterKeys = "\(schema).dead_letter_keys"
+        lanes = "\(schema).lanes"
         migrations = "\(schema).schema_migrations"
         channel = "\(schema)_work"
     }

@@ -183,7 +183,7 @@ extension PostgresJobStore {
         guard request.limit > 0 else { return [] }
         let now = clock.now().epochMilliseconds
         let statement = ClaimStatement(now: now, region: request.region ?? "", limit: Int64(request.limit),
-                                       nodeID: request.nodeID, tags: request.tags)
+                                       nodeID: request.nodeID, tags: request.tags, retryHoldsPlace: options.retryHoldsPlace)
         let rows = try await run(statement, what: "a PostgreSQL claim")
         var leases: [(order: (Int64, Int64, Int64), lease: Lease)] = []
         leases.reserveCapacity(rows.count)
@@ -208,18 +208,21 @@ extension PostgresJobStore {
 /// node's pickup latency waits on, and parsing and planning it was a third of its server time.
 /// Table names resolve through the pool's `search_path` (the store's schema).
 struct ClaimStatement: PostgresPreparedStatement {
-    static let name = "baton_claim_v3"
+    static let name = "baton_claim_v4"
     static let sql = """
         WITH claimed AS (
             SELECT r_seq AS seq, r_id AS id, r_spec AS spec, r_priority AS priority, r_attempts AS attempts,
                    r_fence AS fence, r_stage_index AS stage_index, r_run_at AS run_at,
                    r_lease_expires_at AS lease_expires_at, r_stage_name AS stage_name,
                    r_region_affinity AS region_affinity, r_previous_node AS previous_node,
-                   r_previous_node_at AS previous_node_at, r_outputs AS outputs, r_handoff_at AS handoff_at
-            FROM claim_batch_v2($1, $2, $3, $4, $5)
+                   r_previous_node_at AS previous_node_at, r_outputs AS outputs, r_handoff_at AS handoff_at, r_lane AS lane
+            FROM claim_batch_v3($1, $2, $3, $4, $5, $6)
         ), new_attempts AS (
-            INSERT INTO attempts (job_id, fence, stage_index, attempt, stage_name, node_id, started_at, outcome, handoff_ms)
-            SELECT id, fence, stage_index, attempts, stage_name, $4, $1, 'running', $1 - handoff_at FROM claimed
+            INSERT INTO attempts (job_id, fence, stage_index, attempt, stage_name, node_id, started_at, outcome, handoff_ms,
+                                  lane, wait_ms)
+            SELECT id, fence, stage_index, attempts, stage_name, $4, $1, 'running', $1 - handoff_at, lane,
+                   greatest(0, $1 - run_at)
+            FROM claimed
         ), new_events AS (
             INSERT INTO events (job_id, at, kind, node_id, stage, attempt, fence, detail)
             SELECT id, $1, 'claimed', $4, stage_name, attempts, fence,
@@ -235,21 +238,23 @@ struct ClaimStatement: PostgresPreparedStatement {
         )
         SELECT seq, id, spec, priority, attempts, fence, stage_index, run_at, lease_expires_at, outputs FROM claimed
         """
-    static let bindingDataTypes: [PostgresDataType] = [.int8, .text, .int8, .text, .textArray]
+    static let bindingDataTypes: [PostgresDataType] = [.int8, .text, .int8, .text, .textArray, .bool]
 
     let now: Int64
     let region: String
     let limit: Int64
     let nodeID: String
     let tags: [String]
+    let retryHoldsPlace: Bool
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 5)
+        var bindings = PostgresBindings(capacity: 6)
         bindings.append(now)
         bindings.append(region)
         bindings.append(limit)
         bindings.append(nodeID)
         bindings.append(tags)
+        bindings.append(retryHoldsPlace)
         return bindings
     }
 
@@ -261,7 +266,7 @@ struct ClaimStatement: PostgresPreparedStatement {
 /// statement prepared once per connection. Nullable text travels as "" or "v" + value, and a
 /// missing region fallback as -1: arrays of optionals do not bind.
 struct InsertJobsStatement: PostgresPreparedStatement {
-    static let name = "baton_insert_jobs_v2"
+    static let name = "baton_insert_jobs_v3"
     static let sql = """
         WITH input AS (
             SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[],
@@ -270,13 +275,13 @@ struct InsertJobsStatement: PostgresPreparedStatement {
                 WITH ORDINALITY AS t(id, lane, session_key, region_affinity, priority, idempotency_key, spec, names,
                                      stage_count, lease_ttl_ms, ttl_ms, claim_deadline, region_fallback_ms, node_tags, ord)
         ), new_jobs AS (
-            INSERT INTO jobs (id, state, lane, session_key, region_affinity, priority, idempotency_key,
+            INSERT INTO jobs (id, state, lane, session_key, region_affinity, priority, base_priority, idempotency_key,
                 spec, stage_names, stage_count, lease_ttl_ms, ttl_ms, enqueued_at, deadline_base, claim_deadline,
                 run_at, updated_at, region_fallback_ms, node_tags)
             SELECT id, 'queued', lane,
                    CASE WHEN session_key = '' THEN NULL ELSE substr(session_key, 2) END,
                    CASE WHEN region_affinity = '' THEN NULL ELSE substr(region_affinity, 2) END,
-                   priority, CASE WHEN idempotency_key = '' THEN NULL ELSE substr(idempotency_key, 2) END,
+                   priority, priority, CASE WHEN idempotency_key = '' THEN NULL ELSE substr(idempotency_key, 2) END,
                    spec, string_to_array(names, chr(31)), stage_count, lease_ttl_ms, ttl_ms,
                    $1, $1, claim_deadline, $1, $1, nullif(region_fallback_ms, -1),
                    CASE WHEN node_tags = '' THEN NULL ELSE substr(node_tags, 2) END

@@ -30,6 +30,9 @@ public final class PostgresJobStore: JobStore {
         public var dropSchemaOnClose = false
         /// When a key's dead letters make its human gate hold.
         public var gates = GatePolicy.standard
+        /// Whether a session's job in backoff after a failure keeps the session's later jobs
+        /// waiting (no overtaking). Default true.
+        public var retryHoldsPlace = true
         public init() {}
     }
 

@@ -231,6 +231,110 @@ enum PostgresSchema {
                 $$
                 """,
             ]),
+            (5, [
+                // Lanes with cluster-wide caps, sessions (one running job per key, FIFO),
+                // priority ageing and the queue wait of every start.
+                """
+                CREATE TABLE \(t.lanes) (
+                    name text PRIMARY KEY,
+                    cap integer,
+                    updated_at bigint NOT NULL
+                )
+                """,
+                "ALTER TABLE \(t.jobs) ADD COLUMN base_priority integer",
+                "UPDATE \(t.jobs) SET base_priority = priority",
+                """
+                CREATE INDEX jobs_session ON \(t.jobs) (session_key, seq)
+                WHERE session_key IS NOT NULL AND state IN ('queued', 'retry_wait', 'running')
+                """,
+                "ALTER TABLE \(t.attempts) ADD COLUMN lane text",
+                "ALTER TABLE \(t.attempts) ADD COLUMN wait_ms bigint",
+                "CREATE INDEX attempts_waits ON \(t.attempts) (lane, started_at) WHERE wait_ms IS NOT NULL",
+                // claim_batch_v2 plus lane caps and sessions. Candidates are locked in claim
+                // order (skipping full lanes and sessions that are busy or have an older job
+                // waiting); then the capped lanes among them are locked in name order
+                // (advisory locks, held to commit) and counted again, so two nodes can never
+                // both take a lane's last slot; each lane keeps at most its free slots.
+                // Statements of a volatile function each see a fresh snapshot: the count after
+                // the lock sees every claim committed before it.
+                """
+                CREATE FUNCTION \(t.schema).claim_batch_v3(p_now bigint, p_region text, p_limit bigint, p_node text,
+                                                          p_tags text[], p_retry_holds boolean)
+                RETURNS TABLE (r_seq bigint, r_id text, r_spec text, r_priority integer, r_attempts integer,
+                               r_fence bigint, r_stage_index integer, r_run_at bigint, r_lease_expires_at bigint,
+                               r_stage_name text, r_region_affinity text, r_previous_node text, r_previous_node_at bigint,
+                               r_outputs text, r_handoff_at bigint, r_lane text)
+                LANGUAGE plpgsql VOLATILE ROWS 16
+                SET enable_sort = off SET jit = off SET plan_cache_mode = force_generic_plan AS $$
+                DECLARE
+                    v_full text[];
+                    v_seqs bigint[];
+                    v_lanes text[];
+                    v_lane text;
+                    v_taken bigint := 0;
+                    v_got bigint;
+                    v_round integer := 0;
+                BEGIN
+                    -- A lane that fills up part-way leaves room: look again without it (a few
+                    -- rounds at most), so a full lane never hides the jobs of other lanes.
+                    LOOP
+                        v_round := v_round + 1;
+                        SELECT coalesce(array_agg(l.name), '{}') INTO v_full FROM \(t.lanes) l
+                        WHERE l.cap IS NOT NULL
+                          AND l.cap <= (SELECT count(*) FROM \(t.jobs) r WHERE r.state = 'running' AND r.lane = l.name);
+                        SELECT coalesce(array_agg(c.seq), '{}'), coalesce(array_agg(c.lane), '{}') INTO v_seqs, v_lanes FROM (
+                            SELECT q.seq, q.lane FROM \(t.jobs) q
+                            WHERE q.state IN ('queued', 'retry_wait') AND q.run_at <= p_now AND q.claim_deadline > p_now
+                              AND (q.region_affinity IS NULL OR q.region_affinity = p_region
+                                   OR q.run_at + q.region_fallback_ms <= p_now)
+                              AND (q.node_tags IS NULL OR string_to_array(q.node_tags, ',') <@ p_tags)
+                              AND NOT (q.lane = ANY(v_full))
+                              AND (q.session_key IS NULL OR NOT EXISTS (
+                                  SELECT 1 FROM \(t.jobs) o
+                                  WHERE o.session_key = q.session_key AND o.state IN ('queued', 'retry_wait', 'running')
+                                    AND (o.state = 'running'
+                                         OR (o.seq < q.seq AND (o.state = 'queued' OR (p_retry_holds AND o.state = 'retry_wait'))))))
+                            ORDER BY q.priority DESC, q.run_at, q.seq
+                            LIMIT p_limit - v_taken
+                            FOR UPDATE OF q SKIP LOCKED
+                        ) c;
+                        EXIT WHEN cardinality(v_seqs) = 0;
+                        FOR v_lane IN SELECT l.name FROM \(t.lanes) l
+                                      WHERE l.cap IS NOT NULL AND l.name = ANY(v_lanes) ORDER BY l.name LOOP
+                            PERFORM pg_advisory_xact_lock(hashtext('baton.lane.' || current_schema() || '.' || v_lane));
+                        END LOOP;
+                        RETURN QUERY
+                        WITH cand AS (
+                            SELECT c.seq, c.lane, c.ord FROM unnest(v_seqs, v_lanes) WITH ORDINALITY AS c(seq, lane, ord)
+                        ), free AS (
+                            SELECT l.name,
+                                   l.cap - (SELECT count(*) FROM \(t.jobs) r WHERE r.state = 'running' AND r.lane = l.name) AS n
+                            FROM \(t.lanes) l WHERE l.cap IS NOT NULL AND l.name = ANY(v_lanes)
+                        ), keep AS (
+                            SELECT k.seq FROM (
+                                SELECT c.seq, f.n, row_number() OVER (PARTITION BY c.lane ORDER BY c.ord) AS k
+                                FROM cand c LEFT JOIN free f ON f.name = c.lane
+                            ) k WHERE k.n IS NULL OR k.k <= k.n
+                        ), picked AS (
+                            SELECT q.seq, q.last_node, q.last_node_at, q.handoff_at FROM \(t.jobs) q JOIN keep ON keep.seq = q.seq
+                        )
+                        UPDATE \(t.jobs) j
+                        SET state = 'running', attempts = j.attempts + 1, fence = j.fence + 1, ever_claimed = true,
+                            claim_deadline = j.deadline_base + j.ttl_ms, lease_node = p_node,
+                            lease_expires_at = p_now + j.lease_ttl_ms, last_node = p_node, last_node_at = p_now,
+                            handoff_at = NULL, updated_at = p_now
+                        FROM picked WHERE j.seq = picked.seq
+                        RETURNING j.seq, j.id, j.spec, j.priority, j.attempts, j.fence, j.stage_index, j.run_at,
+                                  j.lease_expires_at, j.stage_names[j.stage_index + 1], j.region_affinity,
+                                  picked.last_node, picked.last_node_at, j.outputs, picked.handoff_at, j.lane;
+                        GET DIAGNOSTICS v_got = ROW_COUNT;
+                        v_taken := v_taken + v_got;
+                        EXIT WHEN v_taken >= p_limit OR v_got = cardinality(v_seqs) OR v_round >= 4;
+                    END LOOP;
+                END
+                $$
+                """,
+            ]),
         ]
     }
 

@@ -17,6 +17,9 @@ public final class SQLiteJobStore: JobStore {
         public var busyTimeoutSec: Double = 30
         /// When a key's dead letters make its human gate hold.
         public var gates = GatePolicy.standard
+        /// Whether a session's job in backoff after a failure keeps the session's later jobs
+        /// waiting (no overtaking). Default true.
+        public var retryHoldsPlace = true
         public init() {}
     }
 
@@ -24,6 +27,7 @@ public final class SQLiteJobStore: JobStore {
     let clock: BatonClock
     let jitter: @Sendable () -> Double
     let gates: GatePolicy
+    let retryHoldsPlace: Bool
     let signal = WorkSignal()
     public let path: String
 
@@ -45,6 +49,7 @@ public final class SQLiteJobStore: JobStore {
         self.clock = clock
         self.jitter = jitter
         self.gates = options.gates
+        self.retryHoldsPlace = options.retryHoldsPlace
     }
 
     /// `baton_tags_ok(required, offered)`: whether a node offering the comma-separated tags
@@ -137,13 +142,13 @@ public final class SQLiteJobStore: JobStore {
                 do {
                     try db.cachedStatement(sql: """
                         INSERT INTO jobs (id, state, lane, session_key, region_affinity, node_tags, region_fallback_ms, priority,
-                                          idempotency_key, spec, stage_count, enqueued_at, deadline_base, claim_deadline,
-                                          run_at, updated_at)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                          base_priority, idempotency_key, spec, stage_count, enqueued_at, deadline_base,
+                                          claim_deadline, run_at, updated_at)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                         """).execute(arguments: [spec.id, gated ? "gated" : "queued", spec.lane, spec.sessionKey, placement.region,
                                                  placement.tagsColumn, spec.regionFallbackAfterSec.map { Int64($0) * 1000 },
-                                                 spec.priority, spec.idempotencyKey, json, spec.stages.count, now, now, deadline,
-                                                 now, now])
+                                                 spec.priority, spec.priority, spec.idempotencyKey, json, spec.stages.count, now,
+                                                 now, deadline, now, now])
                 } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
                     throw BatonError(.invalidInput, field: "job_id", "a job with id \"\(spec.id)\" already exists")
                 }
@@ -166,51 +171,98 @@ public final class SQLiteJobStore: JobStore {
 
     public func claim(_ request: ClaimRequest) async throws -> [Lease] {
         guard request.limit > 0 else { return [] }
+        let holders = sessionHolders
         return try await write { db, now in
-            // A job bound to another region is claimable once its fallback wait has passed.
-            let rows = try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT id, spec, attempts, fence, stage_index, run_at, deadline_base, last_node, last_node_at, region_affinity,
-                       outputs, handoff_at
-                FROM jobs INDEXED BY jobs_ready
-                WHERE state IN ('queued', 'retry_wait') AND run_at <= ? AND claim_deadline > ?
-                  AND (region_affinity IS NULL OR region_affinity = ? OR run_at + region_fallback_ms <= ?)
-                  AND (node_tags IS NULL OR baton_tags_ok(node_tags, ?))
-                ORDER BY priority DESC, run_at, seq LIMIT ?
-                """), arguments: [now, now, request.region, now, request.tags.joined(separator: ","), request.limit])
+            // Free slots of capped lanes, counted inside the claim's own write transaction:
+            // no other claim can start between the count and the update.
+            var free = try Self.freeLaneSlots(db)
             var leases: [Lease] = []
-            leases.reserveCapacity(rows.count)
-            for row in rows {
-                let id: String = row["id"]
-                let spec = try JobSpec.decode(Data((row["spec"] as String).utf8))
-                let attempt = (row["attempts"] as Int) + 1
-                let fence = (row["fence"] as Int64) + 1
-                let stageIndex: Int = row["stage_index"]
-                let expires = now + Int64(spec.leaseTTLSec) * 1000
-                let deadline = Lifecycle.claimDeadline(enqueuedAt: Date(epochMilliseconds: row["deadline_base"]),
-                                                       queueTimeoutSec: spec.queueTimeoutSec, ttlSec: spec.ttlSec,
-                                                       everClaimed: true).epochMilliseconds
-                let handoffAt: Int64? = row["handoff_at"]
-                try db.cachedStatement(sql: """
-                    UPDATE jobs SET state = 'running', attempts = ?, fence = ?, ever_claimed = 1, claim_deadline = ?,
-                                    lease_node = ?, lease_expires_at = ?, last_node = ?, last_node_at = ?, handoff_at = NULL,
-                                    updated_at = ?
-                    WHERE id = ?
-                    """).execute(arguments: [attempt, fence, deadline, request.nodeID, expires, request.nodeID, now, now, id])
-                let stageName = spec.stages[stageIndex].name
-                try Self.insertAttempt(db, jobID: id, fence: fence, stageIndex: stageIndex, attempt: attempt,
-                                       stageName: stageName, nodeID: request.nodeID, at: now,
-                                       handoffMs: handoffAt.map { now - $0 })
-                let detail = ClaimHandover(regionAffinity: row["region_affinity"], request: request, runAt: row["run_at"],
-                                           lastNode: row["last_node"], lastNodeAt: row["last_node_at"],
-                                           handoffAt: handoffAt, now: now).detail
-                try Self.appendEvent(db, JobEvent(jobID: id, at: Date(epochMilliseconds: now), kind: .claimed, nodeID: request.nodeID,
-                                                  stage: stageName, attempt: attempt, fence: fence, detail: detail))
-                leases.append(Lease(jobID: id, nodeID: request.nodeID, fence: fence, attempt: attempt, stageIndex: stageIndex,
-                                    expiresAt: Date(epochMilliseconds: expires), spec: spec,
-                                    outputs: JobOutputs.stored(row["outputs"]), node: request.placement))
+            leases.reserveCapacity(request.limit)
+            // Candidates come in claim order; a lane that fills up is left out of the next
+            // fetch, so a full lane never hides the jobs of other lanes behind it.
+            while leases.count < request.limit {
+                let full = free.filter { $0.value <= 0 }.keys.sorted()
+                var arguments: StatementArguments = [now, now, request.region, now, request.tags.joined(separator: ",")]
+                arguments += StatementArguments(full)
+                arguments += [request.limit - leases.count]
+                let rows = try Row.fetchAll(db, sql: """
+                    SELECT id, spec, lane, attempts, fence, stage_index, run_at, deadline_base, last_node, last_node_at,
+                           region_affinity, outputs, handoff_at
+                    FROM jobs INDEXED BY jobs_ready
+                    WHERE state IN ('queued', 'retry_wait') AND run_at <= ? AND claim_deadline > ?
+                      AND (region_affinity IS NULL OR region_affinity = ? OR run_at + region_fallback_ms <= ?)
+                      AND (node_tags IS NULL OR baton_tags_ok(node_tags, ?))
+                      \(full.isEmpty ? "" : "AND lane NOT IN (\(full.map { _ in "?" }.joined(separator: ", ")))")
+                      AND (session_key IS NULL OR NOT EXISTS (
+                          SELECT 1 FROM jobs o INDEXED BY jobs_session
+                          WHERE o.session_key = jobs.session_key AND o.state IN ('queued', 'retry_wait', 'running')
+                            AND (o.state = 'running' OR (o.seq < jobs.seq AND o.state IN (\(holders))))))
+                    ORDER BY priority DESC, run_at, seq LIMIT ?
+                    """, arguments: arguments)
+                var laneFilled = false
+                for row in rows {
+                    let lane: String = row["lane"]
+                    if let slots = free[lane] {
+                        guard slots > 0 else { laneFilled = true; continue }
+                        free[lane] = slots - 1
+                    }
+                    leases.append(try Self.claim(db, row: row, request: request, now: now))
+                }
+                // Done unless a lane filled up part-way and other lanes may have more.
+                if !laneFilled || rows.isEmpty { break }
             }
             return leases
         }
+    }
+
+    /// The states of an older job of a session that keep a newer one waiting: queued, and
+    /// (unless `sessions.retry_holds_place` is off) in backoff after a failure. A running job
+    /// of the session always does; a dead letter never does.
+    var sessionHolders: String { retryHoldsPlace ? "'queued', 'retry_wait'" : "'queued'" }
+
+    /// Running jobs each capped lane may still add across the cluster.
+    static func freeLaneSlots(_ db: Database) throws -> [String: Int] {
+        var free: [String: Int] = [:]
+        for row in try Row.fetchAll(db.cachedStatement(sql: """
+            SELECT l.name, l.cap - (SELECT COUNT(*) FROM jobs j INDEXED BY jobs_lease WHERE j.state = 'running' AND j.lane = l.name) AS free
+            FROM lanes l WHERE l.cap IS NOT NULL
+            """)) {
+            free[row["name"]] = row["free"]
+        }
+        return free
+    }
+
+    /// Moves one candidate row to running under a new fence and opens its attempt.
+    static func claim(_ db: Database, row: Row, request: ClaimRequest, now: Int64) throws -> Lease {
+        let id: String = row["id"]
+        let spec = try JobSpec.decode(Data((row["spec"] as String).utf8))
+        let attempt = (row["attempts"] as Int) + 1
+        let fence = (row["fence"] as Int64) + 1
+        let stageIndex: Int = row["stage_index"]
+        let runAt: Int64 = row["run_at"]
+        let expires = now + Int64(spec.leaseTTLSec) * 1000
+        let deadline = Lifecycle.claimDeadline(enqueuedAt: Date(epochMilliseconds: row["deadline_base"]),
+                                               queueTimeoutSec: spec.queueTimeoutSec, ttlSec: spec.ttlSec,
+                                               everClaimed: true).epochMilliseconds
+        let handoffAt: Int64? = row["handoff_at"]
+        try db.cachedStatement(sql: """
+            UPDATE jobs SET state = 'running', attempts = ?, fence = ?, ever_claimed = 1, claim_deadline = ?,
+                            lease_node = ?, lease_expires_at = ?, last_node = ?, last_node_at = ?, handoff_at = NULL,
+                            updated_at = ?
+            WHERE id = ?
+            """).execute(arguments: [attempt, fence, deadline, request.nodeID, expires, request.nodeID, now, now, id])
+        let stageName = spec.stages[stageIndex].name
+        try insertAttempt(db, jobID: id, fence: fence, stageIndex: stageIndex, attempt: attempt,
+                          stageName: stageName, nodeID: request.nodeID, at: now,
+                          handoffMs: handoffAt.map { now - $0 }, lane: spec.lane, waitMs: max(0, now - runAt))
+        let detail = ClaimHandover(regionAffinity: row["region_affinity"], request: request, runAt: runAt,
+                                   lastNode: row["last_node"], lastNodeAt: row["last_node_at"],
+                                   handoffAt: handoffAt, now: now).detail
+        try appendEvent(db, JobEvent(jobID: id, at: Date(epochMilliseconds: now), kind: .claimed, nodeID: request.nodeID,
+                                     stage: stageName, attempt: attempt, fence: fence, detail: detail))
+        return Lease(jobID: id, nodeID: request.nodeID, fence: fence, attempt: attempt, stageIndex: stageIndex,
+                     expiresAt: Date(epochMilliseconds: expires), spec: spec,
+                     outputs: JobOutputs.stored(row["outputs"]), node: request.placement)
     }
 
     // MARK: Shared row helpers
@@ -222,13 +274,16 @@ public final class SQLiteJobStore: JobStore {
                                      event.attempt, event.fence, event.detail.isEmpty ? nil : event.detailJSON])
     }
 
+    /// Opens an attempt. `waitMs` (ready → started) is set for runs that waited in the queue,
+    /// not for a stage that follows on the same node at once.
     static func insertAttempt(_ db: Database, jobID: String, fence: Int64, stageIndex: Int, attempt: Int,
-                              stageName: String, nodeID: String, at: Int64, handoffMs: Int64? = nil) throws {
+                              stageName: String, nodeID: String, at: Int64, handoffMs: Int64? = nil,
+                              lane: String? = nil, waitMs: Int64? = nil) throws {
         try db.cachedStatement(sql: """
             INSERT OR REPLACE INTO attempts (job_id, fence, stage_index, attempt, stage_name, node_id, started_at, outcome,
-                                             handoff_ms)
-            VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?)
-            """).execute(arguments: [jobID, fence, stageIndex, attempt, stageName, nodeID, at, handoffMs])
+                                             handoff_ms, lane, wait_ms)
+            VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)
+            """).execute(arguments: [jobID, fence, stageIndex, attempt, stageName, nodeID, at, handoffMs, lane, waitMs])
     }
 
     static func finishAttempt(_ db: Database, jobID: String, fence: Int64, stageIndex: Int, at: Int64,

@@ -9,7 +9,7 @@ protocol SQLiteMigration {
 /// Applies pending migrations under an immediate transaction, so several processes opening the
 /// same file at once apply each step exactly once. The applied version is `PRAGMA user_version`.
 enum SQLiteSchema {
-    static var migrations: [any SQLiteMigration.Type] { [Migration0001Initial.self, Migration0002Cluster.self, Migration0003Chains.self] }
+    static var migrations: [any SQLiteMigration.Type] { [Migration0001Initial.self, Migration0002Cluster.self, Migration0003Chains.self, Migration0004Lanes.self] }
 
     static func migrate(_ db: Database) throws {
         try db.inTransaction(.immediate) {
@@ -169,6 +169,29 @@ enum Migration0003Chains: SQLiteMigration {
                 dead_jobs TEXT NOT NULL,
                 released_at INTEGER
             );
+            """)
+    }
+}
+
+/// Lanes with cluster-wide caps, sessions (one running job per key, FIFO), priority ageing and
+/// the queue wait of every start.
+enum Migration0004Lanes: SQLiteMigration {
+    static let version = 4
+
+    static func apply(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE lanes (
+                name TEXT PRIMARY KEY NOT NULL,
+                cap INTEGER,
+                updated_at INTEGER NOT NULL
+            );
+            ALTER TABLE jobs ADD COLUMN base_priority INTEGER;
+            UPDATE jobs SET base_priority = priority;
+            CREATE INDEX jobs_session ON jobs(session_key, seq)
+                WHERE session_key IS NOT NULL AND state IN ('queued', 'retry_wait', 'running');
+            ALTER TABLE attempts ADD COLUMN lane TEXT;
+            ALTER TABLE attempts ADD COLUMN wait_ms INTEGER;
+            CREATE INDEX attempts_waits ON attempts(lane, started_at) WHERE wait_ms IS NOT NULL;
             """)
     }
 }

@@ -69,6 +69,17 @@ public protocol JobStore: Sendable {
 
     func job(id: String) async throws -> JobRecord?
 
+    // MARK: Lanes
+
+    /// Publishes the cluster's lane caps (from the shared configuration): each named lane may
+    /// have at most that many running jobs across all nodes, enforced inside every claim.
+    /// Lanes not named have no cap. Replaces the caps published before; running jobs are not
+    /// touched (a lowered cap lets no new job start until enough have finished).
+    func setLaneCaps(_ caps: [String: Int]) async throws
+
+    /// Every lane with a cap or with jobs waiting or running, by name.
+    func lanes() async throws -> [LaneStats]
+
     // MARK: Human gates
 
     /// Every gate, held ones first, newest first.
