@@ -9,7 +9,9 @@ import UnixSignals
 
 /// Builds and runs a worker node until SIGTERM/SIGINT.
 enum NodeRunner {
-    static func run(_ config: BatonConfig, banner: Bool, logLevel: String?) async throws {
+    /// - Parameter reload: reads the configuration again (SIGHUP); lane caps apply at once.
+    static func run(_ config: BatonConfig, banner: Bool, logLevel: String?,
+                    reload: @escaping @Sendable () throws -> BatonConfig) async throws {
         bootstrapLogging(logLevel ?? config.logs.level)
         let logger = Logger(label: "baton")
         let store = try await openStore(config)
@@ -20,7 +22,8 @@ enum NodeRunner {
                                    pollIntervalSec: Double(node.pollIntervalMs) / 1000, drainTimeoutSec: node.drainTimeoutSec,
                                    rescueIntervalSec: node.rescueIntervalSec, logDirectory: config.logs.dir,
                                    captureBytes: config.logs.captureBytes, heartbeatIntervalSec: node.heartbeatIntervalSec,
-                                   deadAfterMissed: node.deadAfterMissed, configHash: config.configHash),
+                                   deadAfterMissed: node.deadAfterMissed, configHash: config.configHash,
+                                   laneCaps: config.lanes.caps, waitWarnMs: config.lanes.waitWarnMs),
             alerts: .webhook(config.alerts.webhookURL),
             logger: logger)
         if banner {
@@ -30,8 +33,9 @@ enum NodeRunner {
                 "submit": "baton submit job.json", "list": "baton jobs",
             ])
         }
+        let reloader = ConfigReloader(worker: worker, current: config, load: reload, logger: logger)
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: worker)],
+            services: [.init(service: worker), .init(service: reloader)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()
@@ -47,7 +51,8 @@ struct Up: AsyncParsableCommand {
 
     func run() async throws {
         try await reporting {
-            try await NodeRunner.run(try global.loadConfig(), banner: true, logLevel: global.logLevel)
+            let global = self.global
+            try await NodeRunner.run(try global.loadConfig(), banner: true, logLevel: global.logLevel) { try global.loadConfig() }
         }
     }
 }
@@ -64,27 +69,75 @@ struct Worker: AsyncParsableCommand {
 
     func run() async throws {
         try await reporting {
-            var config = try global.loadConfig()
-            if let nodeID {
-                guard !nodeID.isEmpty, nodeID.count <= 64, nodeID.allSatisfy(Identifier.isAllowed) else {
-                    throw BatonError(.invalidInput, field: "--node-id",
-                                     "expected letters, digits and - _ . : (at most 64), got \(JSONValue.string(nodeID).preview)")
-                }
-                config.node.id = nodeID
+            let config = try loadConfig()
+            try await NodeRunner.run(config, banner: false, logLevel: global.logLevel) { try self.loadConfig() }
+        }
+    }
+
+    /// The configuration with this command's overrides applied (also on reload).
+    func loadConfig() throws(BatonError) -> BatonConfig {
+        var config = try global.loadConfig()
+        if let nodeID {
+            guard !nodeID.isEmpty, nodeID.count <= 64, nodeID.allSatisfy(Identifier.isAllowed) else {
+                throw BatonError(.invalidInput, field: "--node-id",
+                                 "expected letters, digits and - _ . : (at most 64), got \(JSONValue.string(nodeID).preview)")
             }
-            if let capacity {
-                guard (1...1024).contains(capacity) else {
-                    throw BatonError(.invalidInput, field: "--capacity", "expected an integer from 1 to 1024, got \(capacity)")
-                }
-                config.node.capacity = capacity
+            config.node.id = nodeID
+        }
+        if let capacity {
+            guard (1...1024).contains(capacity) else {
+                throw BatonError(.invalidInput, field: "--capacity", "expected an integer from 1 to 1024, got \(capacity)")
             }
-            if let drainTimeout {
-                guard drainTimeout >= 0, drainTimeout <= 86_400 else {
-                    throw BatonError(.invalidInput, field: "--drain-timeout", "expected seconds from 0 to 86400, got \(drainTimeout)")
-                }
-                config.node.drainTimeoutSec = drainTimeout
+            config.node.capacity = capacity
+        }
+        if let drainTimeout {
+            guard drainTimeout >= 0, drainTimeout <= 86_400 else {
+                throw BatonError(.invalidInput, field: "--drain-timeout", "expected seconds from 0 to 86400, got \(drainTimeout)")
             }
-            try await NodeRunner.run(config, banner: false, logLevel: global.logLevel)
+            config.node.drainTimeoutSec = drainTimeout
+        }
+        return config
+    }
+}
+
+/// Reloads the configuration on SIGHUP: lane caps are published to the cluster at once
+/// (running jobs untouched). A file that no longer reads is reported and the running
+/// configuration kept; settings that need a restart are named.
+struct ConfigReloader: Service {
+    let worker: WorkerNode
+    let current: BatonConfig
+    let load: @Sendable () throws -> BatonConfig
+    let logger: Logger
+
+    func run() async throws {
+        var current = self.current
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        for await _ in signals.cancelOnGracefulShutdown() {
+            let next: BatonConfig
+            do {
+                next = try load()
+            } catch {
+                logger.error("configuration reload failed; keeping the running configuration", metadata: ["error": "\(error)"])
+                continue
+            }
+            if next.lanes.caps != current.lanes.caps {
+                do {
+                    try await worker.publish(laneCaps: next.lanes.caps)
+                } catch {
+                    logger.error("could not publish the reloaded lane caps", metadata: ["error": "\(error)"])
+                    continue
+                }
+            }
+            var needsRestart: [String] = []
+            if next.store != current.store { needsRestart.append("store") }
+            if next.node != current.node { needsRestart.append("node") }
+            if next.logs != current.logs { needsRestart.append("logs") }
+            if !needsRestart.isEmpty {
+                logger.warning("these settings changed but apply only after a restart",
+                               metadata: ["sections": .string(needsRestart.joined(separator: ", "))])
+            }
+            logger.notice("configuration reloaded", metadata: ["config_hash": .string(next.configHash)])
+            current = next
         }
     }
 }

@@ -13,6 +13,7 @@ enum StoreOpener {
             options.synchronous = config.sqlite.synchronous == "full" ? .full : .normal
             options.busyTimeoutSec = config.sqlite.busyTimeoutSec
             options.gates = config.gates
+            options.retryHoldsPlace = config.lanes.retryHoldsPlace
             let store = try SQLiteJobStore(path: path, options: options)
             try await store.migrate()
             return store
@@ -26,6 +27,7 @@ enum StoreOpener {
                 options.connectTimeoutSec = config.postgres.connectTimeoutSec
                 options.operationTimeoutSec = config.postgres.operationTimeoutSec
                 options.gates = config.gates
+                options.retryHoldsPlace = config.lanes.retryHoldsPlace
                 store = try PostgresJobStore(url: url, options: options)
             } catch var error as BatonError {
                 error.field = config.storeSource

@@ -193,7 +193,8 @@ extension PostgresJobStore {
                               attempt: Int(try row.get("attempts", as: Int32.self)),
                               stageIndex: Int(try row.get("stage_index", as: Int32.self)),
                               expiresAt: Date(epochMilliseconds: try row.get("lease_expires_at")), spec: spec,
-                              outputs: JobOutputs.stored(try row.get("outputs", as: String?.self)), node: request.placement)
+                              outputs: JobOutputs.stored(try row.get("outputs", as: String?.self)), node: request.placement,
+                              waitMs: max(0, now - (try row.get("run_at", as: Int64.self))))
             let order = (-Int64(try row.get("priority", as: Int32.self)), try row.get("run_at", as: Int64.self),
                          try row.get("seq", as: Int64.self))
             leases.append((order, lease))

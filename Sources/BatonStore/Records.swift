@@ -51,9 +51,13 @@ public struct Lease: Sendable, Hashable {
     /// Where the holding node runs (its region and tags): a next stage it may not run is
     /// handed to another node instead of continuing here.
     public var node: NodePlacement
+    /// How long the job waited to be claimed (ready → claimed), for the claim that made this
+    /// lease; nil for a stage that followed on the same node.
+    public var waitMs: Int64?
 
     public init(jobID: String, nodeID: String, fence: Int64, attempt: Int, stageIndex: Int, expiresAt: Date, spec: JobSpec,
-                outputs: JobOutputs = .empty, node: NodePlacement = NodePlacement()) {
+                outputs: JobOutputs = .empty, node: NodePlacement = NodePlacement(), waitMs: Int64? = nil) {
+        self.waitMs = waitMs
         self.jobID = jobID
         self.nodeID = nodeID
         self.fence = fence

@@ -29,8 +29,17 @@ public struct BatonConfig: Sendable, Hashable {
     public var gates: GatePolicy
     /// Where alerts go besides the log (`alerts:`).
     public var alerts: AlertSettings
+    /// Lane caps and queue behaviour (`lanes:`, `agents:`, `sessions:`, `queue:`).
+    public var lanes: LaneSettings
+    /// `agents.list`: each agent's lane.
+    public var agents: [AgentSettings]
+    /// `messages.inbound`: dedupe and debounce of chat messages.
+    public var inbound: InboundSettings
 
     public init() {
+        lanes = .standard
+        agents = []
+        inbound = .standard
         gates = .standard
         alerts = AlertSettings()
         store = "sqlite:./baton.db"
@@ -98,6 +107,19 @@ public struct BatonConfig: Sendable, Hashable {
             ]),
             "gates": .object(["dead_letters": .int(Int64(gates.deadLetters)), "window_sec": .int(Int64(gates.windowSec))]),
             "alerts": .object(alerts.webhookURL.map { ["webhook_url": .string($0)] } ?? [:]),
+            "lanes": .object(lanes.caps.mapValues { .int(Int64($0)) }),
+            "agents": .object(["list": .array(agents.map { agent in
+                var fields: [String: JSONValue] = ["id": .string(agent.id), "lane": .string(agent.lane)]
+                if let cap = agent.laneConcurrency { fields["laneConcurrency"] = .int(Int64(cap)) }
+                return .object(fields)
+            })]),
+            "sessions": .object(["retry_holds_place": .bool(lanes.retryHoldsPlace)]),
+            "queue": .object(["wait_warn_ms": .int(Int64(lanes.waitWarnMs)), "ageing_every_sec": .int(Int64(lanes.ageingEverySec)),
+                              "ageing_max_boost": .int(Int64(lanes.ageingMaxBoost))]),
+            "messages": .object(["inbound": .object([
+                "debounceMs": .int(Int64(inbound.debounceMs)), "dedupeTtlSec": .int(Int64(inbound.dedupeTTLSec)),
+                "perChannel": .object(inbound.perChannelDebounceMs.mapValues { .object(["debounceMs": .int(Int64($0))]) }),
+            ])]),
             "postgres": .object([
                 "schema": .string(postgres.schema),
                 "max_connections": .int(Int64(postgres.maxConnections)),

@@ -12,7 +12,8 @@ public enum ConfigLoader {
     /// The file `resolve(path:environment:)` looks for when no path is given.
     public static let defaultPath = "./baton.yaml"
 
-    static let sectionKeys = ["store", "node", "defaults", "logs", "sqlite", "postgres", "gates", "alerts"]
+    static let sectionKeys = ["store", "node", "defaults", "logs", "sqlite", "postgres", "gates", "alerts", "lanes",
+                              "agents", "sessions", "queue", "messages"]
     static let gatesKeys = ["dead_letters", "window_sec"]
     static let alertsKeys = ["webhook_url"]
     static let nodeKeys = ["id", "region", "tags", "capacity", "poll_interval_ms", "drain_timeout_sec",
@@ -80,6 +81,7 @@ public enum ConfigLoader {
             config.gates.deadLetters = try g.int("dead_letters", in: 1...1000) ?? config.gates.deadLetters
             config.gates.windowSec = try g.int("window_sec", in: 1...31_536_000) ?? config.gates.windowSec
         }
+        try readLanes(r, into: &config)
         if let alerts = r.value("alerts") {
             let a = try ObjectReader(alerts, path: r.field("alerts"), allowedKeys: alertsKeys)
             if let url = try a.string("webhook_url", maxLength: 4096) {
@@ -90,6 +92,84 @@ public enum ConfigLoader {
             }
         }
         return config
+    }
+
+    static let laneWhat = "a lane name of letters, digits and - _ . :"
+
+    /// `lanes`, `agents`, `sessions`, `queue` and `messages`: lane caps, agents' lanes,
+    /// session ordering, queue visibility and inbound messages.
+    static func readLanes(_ r: ObjectReader, into config: inout BatonConfig) throws(BatonError) {
+        var caps = LaneSettings.builtIn
+        if let agents = r.value("agents") {
+            let a = try ObjectReader(agents, path: r.field("agents"), allowedKeys: ["defaults", "list"])
+            if let defaults = a.value("defaults") {
+                let d = try ObjectReader(defaults, path: a.field("defaults"), allowedKeys: ["maxConcurrent", "subagents", "cron"])
+                caps["main"] = try d.int("maxConcurrent", in: 1...100_000) ?? caps["main"]
+                for (key, lane) in [("subagents", "subagent"), ("cron", "cron")] {
+                    guard let section = d.value(key) else { continue }
+                    let s = try ObjectReader(section, path: d.field(key), allowedKeys: ["maxConcurrent"])
+                    caps[lane] = try s.int("maxConcurrent", in: 1...100_000) ?? caps[lane]
+                }
+            }
+            var agentsList: [AgentSettings] = []
+            for (index, item) in (try a.array("list", maxCount: 1000) ?? []).enumerated() {
+                let e = try ObjectReader(item, path: "\(a.field("list"))[\(index)]", allowedKeys: ["id", "lane", "laneConcurrency"])
+                guard let id = try e.string("id", maxLength: 64) else {
+                    throw BatonError(.invalidInput, field: e.field("id"), "is required: expected the agent's id")
+                }
+                let lane = try e.string("lane", maxLength: 64, allowed: Identifier.isAllowed, what: laneWhat) ?? "main"
+                let cap = try e.int("laneConcurrency", in: 1...100_000)
+                if let cap { caps[lane] = cap }
+                agentsList.append(AgentSettings(id: id, lane: lane, laneConcurrency: cap))
+            }
+            config.agents = agentsList
+        }
+        if let lanes = r.value("lanes") {
+            guard case .object(let fields) = lanes else {
+                throw BatonError(.invalidInput, field: r.field("lanes"), "expected a mapping of lane names to caps, got \(lanes.summary)")
+            }
+            for (name, value) in fields {
+                let field = "\(r.field("lanes")).\(name)"
+                guard !name.isEmpty, name.count <= 64, name.allSatisfy(Identifier.isAllowed) else {
+                    throw BatonError(.invalidInput, field: field, "expected \(laneWhat)")
+                }
+                switch value {
+                case .int(let cap) where (1...100_000).contains(cap): caps[name] = Int(cap)
+                case .null: caps[name] = nil
+                default: throw BatonError(.invalidInput, field: field,
+                                          "expected a cap from 1 to 100000, or null for no cap, got \(value.summary)")
+                }
+            }
+        }
+        config.lanes.caps = caps
+        if let sessions = r.value("sessions") {
+            let s = try ObjectReader(sessions, path: r.field("sessions"), allowedKeys: ["retry_holds_place"])
+            config.lanes.retryHoldsPlace = try s.bool("retry_holds_place") ?? config.lanes.retryHoldsPlace
+        }
+        if let queue = r.value("queue") {
+            let q = try ObjectReader(queue, path: r.field("queue"), allowedKeys: ["wait_warn_ms", "ageing_every_sec", "ageing_max_boost"])
+            config.lanes.waitWarnMs = try q.int("wait_warn_ms", in: 0...86_400_000) ?? config.lanes.waitWarnMs
+            config.lanes.ageingEverySec = try q.int("ageing_every_sec", in: 1...86_400) ?? config.lanes.ageingEverySec
+            config.lanes.ageingMaxBoost = try q.int("ageing_max_boost", in: 0...1000) ?? config.lanes.ageingMaxBoost
+        }
+        if let messages = r.value("messages") {
+            let m = try ObjectReader(messages, path: r.field("messages"), allowedKeys: ["inbound"])
+            if let inbound = m.value("inbound") {
+                let i = try ObjectReader(inbound, path: m.field("inbound"), allowedKeys: ["debounceMs", "perChannel", "dedupeTtlSec"])
+                config.inbound.debounceMs = try i.int("debounceMs", in: 0...600_000) ?? config.inbound.debounceMs
+                config.inbound.dedupeTTLSec = try i.int("dedupeTtlSec", in: 1...604_800) ?? config.inbound.dedupeTTLSec
+                if let perChannel = i.value("perChannel") {
+                    guard case .object(let channels) = perChannel else {
+                        throw BatonError(.invalidInput, field: i.field("perChannel"),
+                                         "expected a mapping of channel names to {debounceMs}, got \(perChannel.summary)")
+                    }
+                    for (channel, value) in channels {
+                        let c = try ObjectReader(value, path: "\(i.field("perChannel")).\(channel)", allowedKeys: ["debounceMs"])
+                        if let ms = try c.int("debounceMs", in: 0...600_000) { config.inbound.perChannelDebounceMs[channel] = ms }
+                    }
+                }
+            }
+        }
     }
 
     static func readNode(_ value: JSONValue, path: String, base: NodeSettings) throws(BatonError) -> NodeSettings {

@@ -78,6 +78,7 @@ public final class WorkerNode: Service, Sendable {
     /// live process holds this node id (at start, or when it took the id over later).
     public func run() async throws {
         try await join()
+        if let caps = options.laneCaps { try await publish(laneCaps: caps) }
         logger.info("worker started", metadata: ["capacity": .stringConvertible(options.capacity),
                                                  "region": .string(options.region ?? "-"),
                                                  "instance": .string(identity.instance)])
@@ -105,6 +106,33 @@ public final class WorkerNode: Service, Sendable {
                            metadata: ["error": "\(error)"])
         }
         logger.info("worker stopped")
+    }
+
+    // MARK: Lanes
+
+    /// Publishes lane caps to the cluster (at start, and on a configuration reload): the new
+    /// caps apply to the next claim of every node; running jobs are not touched.
+    public func publish(laneCaps caps: [String: Int]) async throws {
+        try await store.setLaneCaps(caps)
+        logger.info("lane caps published", metadata: [
+            "caps": .string(caps.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")),
+        ])
+    }
+
+    /// Logs a job that waited longer than `wait_warn_ms` to start, with how busy its lane is.
+    private func reportWait(_ lease: Lease) async {
+        guard let wait = lease.waitMs, options.waitWarnMs > 0, wait > Int64(options.waitWarnMs) else { return }
+        let lane = try? await store.lanes().first { $0.name == lease.spec.lane }
+        var metadata: Logger.Metadata = [
+            "job.id": .string(lease.jobID), "lane": .string(lease.spec.lane), "wait_ms": .stringConvertible(wait),
+            "session": .string(lease.spec.sessionKey ?? "-"),
+        ]
+        if let lane {
+            metadata["lane.waiting"] = .stringConvertible(lane.waiting)
+            metadata["lane.running"] = .stringConvertible(lane.running)
+            metadata["lane.cap"] = .string(lane.cap.map(String.init) ?? "none")
+        }
+        logger.warning("lane wait exceeded", metadata: metadata)
     }
 
     // MARK: Registry
@@ -207,6 +235,9 @@ public final class WorkerNode: Service, Sendable {
                 logger.warning("claim failed; retrying", metadata: ["error": "\(error)", "retry_in_sec": "\(delay)"])
                 await wake.wait(upTo: delay)
                 continue
+            }
+            for lease in leases where (lease.waitMs ?? 0) > Int64(options.waitWarnMs) && options.waitWarnMs > 0 {
+                group.addTask { await self.reportWait(lease) }
             }
             for lease in leases {
                 let active = Active(lease: lease, abort: AbortSignal(),

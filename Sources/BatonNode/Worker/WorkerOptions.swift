@@ -23,11 +23,19 @@ public struct WorkerOptions: Sendable {
     public var deadAfterMissed: Int
     /// Digest of the shared configuration (`BatonConfig.configHash`), for drift detection.
     public var configHash: String
+    /// Lane caps this node publishes to the cluster when it joins (and on reload); nil
+    /// publishes nothing (caps stay as other nodes set them).
+    public var laneCaps: [String: Int]?
+    /// A job that waited longer than this before it started is logged (lane, session, wait).
+    public var waitWarnMs: Int
 
     public init(nodeID: String, region: String? = nil, tags: [String] = [], capacity: Int = 4,
                 pollIntervalSec: Double = 0.25, drainTimeoutSec: Double = 30, rescueIntervalSec: Double = 2,
                 logDirectory: String = "./baton-logs", captureBytes: Int = 16_384, killGraceSec: Double = 2,
-                heartbeatIntervalSec: Double = 10, deadAfterMissed: Int = 3, configHash: String = "") {
+                heartbeatIntervalSec: Double = 10, deadAfterMissed: Int = 3, configHash: String = "",
+                laneCaps: [String: Int]? = nil, waitWarnMs: Int = 2000) {
+        self.laneCaps = laneCaps
+        self.waitWarnMs = waitWarnMs
         self.nodeID = nodeID
         self.region = region
         self.tags = tags
