@@ -8,6 +8,9 @@ extension PostgresJobStore {
         let names = caps.keys.sorted()
         let values = names.map { Int64(caps[$0]!) }
         try await transaction { connection, now in
+            // Nodes starting together publish together: one at a time.
+            try await connection.rows("SELECT pg_advisory_xact_lock(hashtext(\("baton.lanes." + self.tables.schema)))",
+                                      logger: self.logger)
             try await connection.rows("DELETE FROM \(unescaped: self.tables.lanes)", logger: self.logger)
             try await connection.rows("""
                 INSERT INTO \(unescaped: self.tables.lanes) (name, cap, updated_at)

@@ -40,6 +40,8 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "SQLite synchronous mode: normal or full.") var synchronous = "normal"
     @Option(help: "Repetitions; the median is reported.") var runs = 3
     @Option(help: "Pickup samples.") var samples = 500
+    @Option(help: "Cap the main lane (all bench jobs) at this many running jobs across the cluster; without it the lane has no cap.")
+    var laneCap: Int?
 
     func run() async throws {
         LoggingSystem.bootstrap { label in
@@ -65,7 +67,7 @@ struct BenchCommand: AsyncParsableCommand {
     func drain() async throws {
         let workers = processes > 0 ? "\(processes) worker process\(processes == 1 ? "" : "es")" : "\(nodes) in-process node\(nodes == 1 ? "" : "s")"
         print("store=\(store.rawValue)\(store == .sqlite ? " synchronous=\(synchronous)" : ""), jobs=\(jobs), batch=\(batch), "
-              + "\(workers) × capacity \(capacity), runs=\(runs)")
+              + "\(workers) × capacity \(capacity), lane cap \(laneCap.map(String.init) ?? "none"), runs=\(runs)")
         var enqueueRates: [Double] = []
         var drainRates: [Double] = []
         for run in 1...runs {
@@ -96,7 +98,8 @@ struct BenchCommand: AsyncParsableCommand {
             let workers = (0..<nodes).map { index in
                 WorkerNode(store: store, options: WorkerOptions(nodeID: "bench-\(index)", capacity: capacity, pollIntervalSec: 0.01,
                                                                 drainTimeoutSec: 5, rescueIntervalSec: 60,
-                                                                logDirectory: bench.directory.appendingPathComponent("logs").path))
+                                                                logDirectory: bench.directory.appendingPathComponent("logs").path,
+                                                                laneCaps: laneCap.map { ["main": $0] }))
             }
             let drainStart = ContinuousClock.now
             drainTime = try await withThrowingTaskGroup(of: Void.self, returning: Double.self) { group in
@@ -230,7 +233,7 @@ struct BenchCommand: AsyncParsableCommand {
             let sqlite = try SQLiteJobStore(path: path, options: options)
             try await sqlite.migrate()
             return BenchStore(store: sqlite, directory: directory, storeURL: "sqlite:\(path)",
-                              extraConfig: "sqlite: {synchronous: \(synchronous)}",
+                              extraConfig: "sqlite: {synchronous: \(synchronous)}", laneCap: laneCap,
                               reopen: { [options] in try SQLiteJobStore(path: path, options: options) })
         case .postgres:
             let environment = ProcessInfo.processInfo.environment
@@ -246,7 +249,7 @@ struct BenchCommand: AsyncParsableCommand {
             var shared = options
             shared.dropSchemaOnClose = false
             return BenchStore(store: postgres, directory: directory, storeURL: url,
-                              extraConfig: "postgres: {schema: \(schema), max_connections: 4}",
+                              extraConfig: "postgres: {schema: \(schema), max_connections: 4}", laneCap: laneCap,
                               reopen: { [shared] in try PostgresJobStore(url: url, options: shared) })
         }
     }
@@ -309,6 +312,7 @@ struct BenchStore {
     let directory: URL
     let storeURL: String
     let extraConfig: String
+    let laneCap: Int?
     /// Another handle on the same database (its own connections), as a second process would have.
     let reopen: @Sendable () async throws -> any JobStore
 
@@ -321,6 +325,7 @@ struct BenchStore {
             node: {id: \(node), capacity: \(capacity), poll_interval_ms: \(pollIntervalMs), rescue_interval_sec: 60}
             logs: {dir: \(directory.appendingPathComponent("logs").path), level: warning}
             \(extraConfig)
+            lanes: {main: \(laneCap.map(String.init) ?? "null")}
             """.write(to: config, atomically: true, encoding: .utf8)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: baton)

@@ -78,7 +78,13 @@ public final class WorkerNode: Service, Sendable {
     /// live process holds this node id (at start, or when it took the id over later).
     public func run() async throws {
         try await join()
-        if let caps = options.laneCaps { try await publish(laneCaps: caps) }
+        if let caps = options.laneCaps {
+            do {
+                try await publish(laneCaps: caps)
+            } catch {
+                logger.error("could not publish the lane caps; the cluster keeps the caps it had", metadata: ["error": "\(error)"])
+            }
+        }
         logger.info("worker started", metadata: ["capacity": .stringConvertible(options.capacity),
                                                  "region": .string(options.region ?? "-"),
                                                  "instance": .string(identity.instance)])

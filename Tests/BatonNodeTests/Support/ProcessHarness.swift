@@ -91,10 +91,16 @@ final class ProcessHarness: @unchecked Sendable {
               dir: \(directory.appendingPathComponent("logs").path)
               level: \(logLevel)
             \(schema.map { "postgres: {schema: \($0), max_connections: 4}" } ?? "")
+            \(Self.laneDefaults(extra))
             \(extra)
             """
         try yaml.write(toFile: path, atomically: true, encoding: .utf8)
         return path
+    }
+
+    /// Tests that are not about lanes run without the main lane's built-in cap of 4.
+    static func laneDefaults(_ extra: String) -> String {
+        extra.contains("lanes:") || extra.contains("agents:") ? "" : "lanes: {main: null}"
     }
 
     /// Starts `baton worker` for `node`. Its output goes to NODE.log in the scratch directory.
