@@ -1,5 +1,6 @@
 import ArgumentParser
 import BatonCore
+import BatonNode
 import BatonStore
 import Foundation
 
@@ -42,5 +43,56 @@ extension LaneStats {
         if let p = wait.p99Ms { fields["wait_p99_ms"] = .int(p) }
         if let p = wait.maxMs { fields["wait_max_ms"] = .int(p) }
         return .object(fields)
+    }
+}
+
+struct Inbound: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Hand Baton one inbound chat message: duplicates are dropped, quick successive messages of a session batched (messages.inbound).")
+
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "The channel (telegram, discord, ...).") var channel: String
+    @Option(help: "The bot account on that channel.") var account: String
+    @Option(help: "Who sent it.") var peer: String
+    @Option(help: "The conversation (default channel:account:peer).") var session: String?
+    @Option(help: "The channel's id of the message (what duplicates share).") var messageID: String
+    @Option(help: "The text.") var text: String
+    @Option(help: "The agent whose lane the run goes to (agents.list).") var agent: String?
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        try await reporting {
+            let config = try global.loadConfig()
+            for (name, value) in [("--channel", channel), ("--account", account), ("--peer", peer), ("--message-id", messageID)]
+            where value.isEmpty || value.count > 256 {
+                throw BatonError(.invalidInput, field: name, "expected 1 to 256 characters, got \(JSONValue.string(value).preview)")
+            }
+            var lane = config.inbound.lane
+            if let agent {
+                guard let entry = config.agents.first(where: { $0.id == agent }) else {
+                    throw BatonError(.invalidInput, field: "--agent",
+                                     "no agent \"\(agent)\" in agents.list (known: \(config.agents.map(\.id).joined(separator: ", ")))")
+                }
+                lane = entry.lane
+            }
+            let template = JobSpec(id: "inbound", lane: lane, stages: [StageSpec(name: "agent", run: config.inbound.run)],
+                                   execTimeoutSec: config.defaults.execTimeoutSec, leaseTTLSec: config.defaults.leaseTTLSec,
+                                   ttlSec: config.defaults.ttlSec, retry: config.defaults.retry)
+            let policy = InboundPolicy(dedupeTTLSec: config.inbound.dedupeTTLSec,
+                                       debounceMs: config.inbound.debounceMs(channel: channel), template: template)
+            let message = InboundMessage(channel: channel, account: account, peer: peer, session: session,
+                                         messageID: messageID, text: text, receivedAt: Date())
+            let store = try await openStore(config)
+            let result = try await store.receive(message, policy: policy)
+            try await store.close()
+            let what: String
+            switch result {
+            case .created: what = "created"
+            case .appended: what = "appended"
+            case .duplicate: what = "duplicate"
+            }
+            if json { return printJSON(.object(["job_id": .string(result.jobID), "result": .string(what)])) }
+            print("\(result.jobID)  \(what)")
+        }
     }
 }

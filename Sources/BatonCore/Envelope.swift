@@ -170,7 +170,8 @@ public struct EnvelopeReader: Sendable {
                          nodeTags: Array(Set(tags)).sorted())
     }
 
-    func readRun(_ value: JSONValue, path: String) throws(BatonError) -> StageRun {
+    /// Reads a stage's `run` object (also used by configuration that names what to run).
+    public func readRun(_ value: JSONValue, path: String) throws(BatonError) -> StageRun {
         let r = try ObjectReader(value, path: path, allowedKeys: Self.runKeys)
         let present = Self.runKeys.filter { r.has($0) }
         guard present.count == 1 else {

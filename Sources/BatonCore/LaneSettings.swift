@@ -51,11 +51,18 @@ public struct InboundSettings: Sendable, Hashable {
     public var debounceMs: Int
     public var perChannelDebounceMs: [String: Int]
     public var dedupeTTLSec: Int
+    /// The lane of inbound runs when no agent names one.
+    public var lane: String
+    /// What an inbound run executes (an envelope `run`; the messages are in its payload).
+    public var run: StageRun
 
-    public init(debounceMs: Int = 0, perChannelDebounceMs: [String: Int] = [:], dedupeTTLSec: Int = 1200) {
+    public init(debounceMs: Int = 0, perChannelDebounceMs: [String: Int] = [:], dedupeTTLSec: Int = 1200,
+                lane: String = "main", run: StageRun = .noop) {
         self.debounceMs = debounceMs
         self.perChannelDebounceMs = perChannelDebounceMs
         self.dedupeTTLSec = dedupeTTLSec
+        self.lane = lane
+        self.run = run
     }
 
     public func debounceMs(channel: String) -> Int { perChannelDebounceMs[channel] ?? debounceMs }

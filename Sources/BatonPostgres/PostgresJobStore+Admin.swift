@@ -52,6 +52,8 @@ extension PostgresJobStore {
             }
             try await connection.rows("DELETE FROM \(unescaped: self.tables.idempotency) WHERE expires_at <= \(now)",
                                        logger: self.logger)
+            try await connection.rows("DELETE FROM \(unescaped: self.tables.schema).inbound_seen WHERE expires_at <= \(now)",
+                                       logger: self.logger)
             try await connection.rows("""
                 DELETE FROM \(unescaped: self.tables.deadLetterKeys) WHERE at <= \(now - Int64(self.options.gates.windowSec) * 1000)
                 """, logger: self.logger)

@@ -41,6 +41,12 @@ extension PostgresJobStore {
         return results
     }
 
+    /// Stores envelopes inside a transaction the caller holds (no NOTIFY of its own beyond the
+    /// insert's).
+    func enqueueInTransaction(_ specs: [JobSpec], now: Int64, on connection: PostgresConnection) async throws -> [EnqueueResult] {
+        try await enqueueWithKeys(specs, encoded: specs.map { $0.storedJSON() }, now: now, on: connection)
+    }
+
     /// Claims each new idempotency key for its first envelope (keys live in the window are
     /// kept by their earlier job), then inserts the envelopes that were not deduplicated.
     private func enqueueWithKeys(_ specs: [JobSpec], encoded: [String], now: Int64,

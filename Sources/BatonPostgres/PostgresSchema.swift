@@ -250,6 +250,20 @@ enum PostgresSchema {
                 "ALTER TABLE \(t.attempts) ADD COLUMN lane text",
                 "ALTER TABLE \(t.attempts) ADD COLUMN wait_ms bigint",
                 "CREATE INDEX attempts_waits ON \(t.attempts) (lane, started_at) WHERE wait_ms IS NOT NULL",
+                """
+                CREATE TABLE \(t.schema).inbound_seen (
+                    key text PRIMARY KEY,
+                    job_id text NOT NULL,
+                    expires_at bigint NOT NULL
+                )
+                """,
+                "CREATE INDEX inbound_seen_expiry ON \(t.schema).inbound_seen (expires_at)",
+                """
+                CREATE TABLE \(t.schema).inbound_batches (
+                    session_key text PRIMARY KEY,
+                    job_id text NOT NULL
+                )
+                """,
                 // claim_batch_v2 plus lane caps and sessions. Candidates are locked in claim
                 // order (skipping full lanes and sessions that are busy or have an older job
                 // waiting); then the capped lanes among them are locked in name order

@@ -45,6 +45,7 @@ extension SQLiteJobStore {
                 report.expired.append(id)
             }
             try db.cachedStatement(sql: "DELETE FROM idempotency_keys WHERE expires_at <= ?").execute(arguments: [now])
+            try db.cachedStatement(sql: "DELETE FROM inbound_seen WHERE expires_at <= ?").execute(arguments: [now])
             try db.cachedStatement(sql: "DELETE FROM dead_letter_keys WHERE at <= ?")
                 .execute(arguments: [now - Int64(gates.windowSec) * 1000])
             return report

@@ -114,57 +114,56 @@ public final class SQLiteJobStore: JobStore {
         guard !specs.isEmpty else { return [] }
         let encoded = specs.map { ($0, $0.storedJSON()) }
         let results = try await write { db, now in
-            var results: [EnqueueResult] = []
-            results.reserveCapacity(specs.count)
-            for (spec, json) in encoded {
-                var gated = false
-                if let key = spec.idempotencyKey {
-                    // A key whose job became a dead letter is free again: resubmitting is how
-                    // a producer retries it (and what the human gate counts).
-                    if let existing = try Row.fetchOne(db.cachedStatement(sql: """
-                        SELECT k.job_id FROM idempotency_keys k JOIN jobs j ON j.id = k.job_id
-                        WHERE k.key = ? AND k.expires_at > ? AND j.state NOT IN ('dead', 'expired', 'cancelled')
-                        """), arguments: [key, now]) {
-                        let jobID: String = existing["job_id"]
-                        try Self.appendEvent(db, JobEvent(jobID: jobID, at: Date(epochMilliseconds: now), kind: .deduplicated,
-                                                          detail: ["idempotency_key": key, "submitted_job_id": spec.id]))
-                        results.append(EnqueueResult(jobID: jobID, deduplicated: true))
-                        continue
-                    }
-                    try db.cachedStatement(sql: "INSERT OR REPLACE INTO idempotency_keys (key, job_id, expires_at) VALUES (?, ?, ?)")
-                        .execute(arguments: [key, spec.id, now + Int64(spec.dedupeWindowSec) * 1000])
-                    gated = try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM gates WHERE key = ? AND state = 'held'"),
-                                              arguments: [key]) ?? false
-                }
-                let placement = spec.placement(ofStage: 0)
-                let deadline = Lifecycle.claimDeadline(enqueuedAt: Date(epochMilliseconds: now), queueTimeoutSec: spec.queueTimeoutSec,
-                                                       ttlSec: spec.ttlSec, everClaimed: false).epochMilliseconds
-                do {
-                    try db.cachedStatement(sql: """
-                        INSERT INTO jobs (id, state, lane, session_key, region_affinity, node_tags, region_fallback_ms, priority,
-                                          base_priority, idempotency_key, spec, stage_count, enqueued_at, deadline_base,
-                                          claim_deadline, run_at, updated_at)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """).execute(arguments: [spec.id, gated ? "gated" : "queued", spec.lane, spec.sessionKey, placement.region,
-                                                 placement.tagsColumn, spec.regionFallbackAfterSec.map { Int64($0) * 1000 },
-                                                 spec.priority, spec.priority, spec.idempotencyKey, json, spec.stages.count, now,
-                                                 now, deadline, now, now])
-                } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
-                    throw BatonError(.invalidInput, field: "job_id", "a job with id \"\(spec.id)\" already exists")
-                }
-                var detail = ["lane": spec.lane, "stages": String(spec.stages.count)]
-                if let key = spec.idempotencyKey { detail["idempotency_key"] = key }
-                try Self.appendEvent(db, JobEvent(jobID: spec.id, at: Date(epochMilliseconds: now), kind: .enqueued, detail: detail))
-                if gated, let key = spec.idempotencyKey {
-                    try Self.appendEvent(db, JobEvent(jobID: spec.id, at: Date(epochMilliseconds: now), kind: .gated,
-                                                      detail: ["idempotency_key": key]))
-                }
-                results.append(EnqueueResult(jobID: spec.id, deduplicated: false, gated: gated))
-            }
-            return results
+            try encoded.map { spec, json in try Self.enqueue(db, spec, json: json, now: now) }
         }
         signal.notify()
         return results
+    }
+
+    /// Stores one envelope (or answers it with the live job of its idempotency key).
+    static func enqueue(_ db: Database, _ spec: JobSpec, json: String, now: Int64) throws -> EnqueueResult {
+        var gated = false
+        if let key = spec.idempotencyKey {
+            // A key whose job became a dead letter is free again: resubmitting is how
+            // a producer retries it (and what the human gate counts).
+            if let existing = try Row.fetchOne(db.cachedStatement(sql: """
+                SELECT k.job_id FROM idempotency_keys k JOIN jobs j ON j.id = k.job_id
+                WHERE k.key = ? AND k.expires_at > ? AND j.state NOT IN ('dead', 'expired', 'cancelled')
+                """), arguments: [key, now]) {
+                let jobID: String = existing["job_id"]
+                try Self.appendEvent(db, JobEvent(jobID: jobID, at: Date(epochMilliseconds: now), kind: .deduplicated,
+                                                  detail: ["idempotency_key": key, "submitted_job_id": spec.id]))
+                return EnqueueResult(jobID: jobID, deduplicated: true)
+            }
+            try db.cachedStatement(sql: "INSERT OR REPLACE INTO idempotency_keys (key, job_id, expires_at) VALUES (?, ?, ?)")
+                .execute(arguments: [key, spec.id, now + Int64(spec.dedupeWindowSec) * 1000])
+            gated = try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM gates WHERE key = ? AND state = 'held'"),
+                                      arguments: [key]) ?? false
+        }
+        let placement = spec.placement(ofStage: 0)
+        let deadline = Lifecycle.claimDeadline(enqueuedAt: Date(epochMilliseconds: now), queueTimeoutSec: spec.queueTimeoutSec,
+                                               ttlSec: spec.ttlSec, everClaimed: false).epochMilliseconds
+        do {
+            try db.cachedStatement(sql: """
+                INSERT INTO jobs (id, state, lane, session_key, region_affinity, node_tags, region_fallback_ms, priority,
+                                  base_priority, idempotency_key, spec, stage_count, enqueued_at, deadline_base,
+                                  claim_deadline, run_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """).execute(arguments: [spec.id, gated ? "gated" : "queued", spec.lane, spec.sessionKey, placement.region,
+                                         placement.tagsColumn, spec.regionFallbackAfterSec.map { Int64($0) * 1000 },
+                                         spec.priority, spec.priority, spec.idempotencyKey, json, spec.stages.count, now,
+                                         now, deadline, now, now])
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+            throw BatonError(.invalidInput, field: "job_id", "a job with id \"\(spec.id)\" already exists")
+        }
+        var detail = ["lane": spec.lane, "stages": String(spec.stages.count)]
+        if let key = spec.idempotencyKey { detail["idempotency_key"] = key }
+        try Self.appendEvent(db, JobEvent(jobID: spec.id, at: Date(epochMilliseconds: now), kind: .enqueued, detail: detail))
+        if gated, let key = spec.idempotencyKey {
+            try Self.appendEvent(db, JobEvent(jobID: spec.id, at: Date(epochMilliseconds: now), kind: .gated,
+                                              detail: ["idempotency_key": key]))
+        }
+        return EnqueueResult(jobID: spec.id, deduplicated: false, gated: gated)
     }
 
     // MARK: Claim

@@ -192,6 +192,17 @@ enum Migration0004Lanes: SQLiteMigration {
             ALTER TABLE attempts ADD COLUMN lane TEXT;
             ALTER TABLE attempts ADD COLUMN wait_ms INTEGER;
             CREATE INDEX attempts_waits ON attempts(lane, started_at) WHERE wait_ms IS NOT NULL;
+
+            CREATE TABLE inbound_seen (
+                key TEXT PRIMARY KEY NOT NULL,
+                job_id TEXT NOT NULL,
+                expires_at INTEGER NOT NULL
+            );
+            CREATE INDEX inbound_seen_expiry ON inbound_seen(expires_at);
+            CREATE TABLE inbound_batches (
+                session_key TEXT PRIMARY KEY NOT NULL,
+                job_id TEXT NOT NULL
+            );
             """)
     }
 }

@@ -33,6 +33,8 @@ public struct JobEvent: Sendable, Hashable {
         /// Submitted while its key's gate is held: waits for a human.
         public static let gated = Kind(rawValue: "gated")
         public static let gateReleased = Kind(rawValue: "gate_released")
+        /// An inbound message joined this job's batch (debounce).
+        public static let inboundAppended = Kind(rawValue: "inbound_appended")
         /// A write under a lease that was no longer current was refused.
         public static let staleWriteRefused = Kind(rawValue: "stale_write_refused")
     }

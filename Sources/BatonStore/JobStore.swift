@@ -80,6 +80,14 @@ public protocol JobStore: Sendable {
     /// Every lane with a cap or with jobs waiting or running, by name.
     func lanes() async throws -> [LaneStats]
 
+    // MARK: Inbound messages
+
+    /// Takes one inbound chat message: a duplicate delivery (same channel, account, peer,
+    /// session and message id inside `policy.dedupeTTLSec`) is dropped, on every node; with a
+    /// debounce, a message joins its session's batch while that batch's job has not started
+    /// (and pushes its start back by the debounce), otherwise it starts a new job.
+    func receive(_ message: InboundMessage, policy: InboundPolicy) async throws -> InboundResult
+
     // MARK: Human gates
 
     /// Every gate, held ones first, newest first.

@@ -35,15 +35,18 @@ import Darwin
     func laneCapHoldsAcrossThreeNodesAndARaiseByReloadTakesEffect() async throws {
         let h = try await ProcessHarness(.postgres)
         defer { h.finish() }
-        let main = (0..<40).map { Self.sleeper("main-\($0)", lane: "main", seconds: 1.5) }
-        let other = (0..<12).map { Self.sleeper("bulk-\($0)", lane: "bulk", seconds: 1.5) }
+        let main = (0..<60).map { Self.sleeper("main-\($0)", lane: "main", seconds: 1.5) }
+        let other = (0..<12).map { Self.sleeper("bulk-\($0)", lane: "bulk", seconds: 3) }
         _ = try await h.store.enqueue(main + other)
         let nodes = ["cap-a", "cap-b", "cap-c"]
         var workers: [Process] = []
         for node in nodes {
             workers.append(try h.startWorker(node, capacity: 10, extra: "agents: {defaults: {maxConcurrent: 4}}"))
         }
-        let before = try await Self.sample(h, for: 3)
+        try await h.waitUntil(timeout: 30, "the main lane to fill up to its cap") {
+            try await h.store.lanes().first { $0.name == "main" }?.running == 4
+        }
+        let before = try await Self.sample(h, for: 2)
         let mainBefore = before.map { $0["main", default: 0] }
         #expect(mainBefore.max() == 4, "main never above its cap of 4, and at it: \(mainBefore)")
         #expect(before.contains { $0["main", default: 0] > 0 && $0["bulk", default: 0] > 0 },
@@ -56,7 +59,10 @@ import Darwin
         try await h.waitUntil(timeout: 10, "the raised cap to reach the store") {
             try await h.store.lanes().first { $0.name == "main" }?.cap == 10
         }
-        let after = try await Self.sample(h, for: 2.5)
+        try await h.waitUntil(timeout: 30, "the main lane to fill up to its raised cap") {
+            try await h.store.lanes().first { $0.name == "main" }?.running == 10
+        }
+        let after = try await Self.sample(h, for: 1)
         let mainAfter = after.map { $0["main", default: 0] }
         #expect(mainAfter.max() == 10, "after the reload 10 run at once, never more: \(mainAfter)")
         try await h.waitUntil(timeout: 60, "every job to finish") {

@@ -155,7 +155,11 @@ public enum ConfigLoader {
         if let messages = r.value("messages") {
             let m = try ObjectReader(messages, path: r.field("messages"), allowedKeys: ["inbound"])
             if let inbound = m.value("inbound") {
-                let i = try ObjectReader(inbound, path: m.field("inbound"), allowedKeys: ["debounceMs", "perChannel", "dedupeTtlSec"])
+                let i = try ObjectReader(inbound, path: m.field("inbound"),
+                                         allowedKeys: ["debounceMs", "perChannel", "dedupeTtlSec", "lane", "run"])
+                config.inbound.lane = try i.string("lane", maxLength: 64, allowed: Identifier.isAllowed, what: laneWhat)
+                    ?? config.inbound.lane
+                if let run = i.value("run") { config.inbound.run = try EnvelopeReader().readRun(run, path: i.field("run")) }
                 config.inbound.debounceMs = try i.int("debounceMs", in: 0...600_000) ?? config.inbound.debounceMs
                 config.inbound.dedupeTTLSec = try i.int("dedupeTtlSec", in: 1...604_800) ?? config.inbound.dedupeTTLSec
                 if let perChannel = i.value("perChannel") {

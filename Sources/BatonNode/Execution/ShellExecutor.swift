@@ -38,12 +38,13 @@ public struct ShellExecutor: StageExecutor {
         let outPath = base + ".stdout", errPath = base + ".stderr"
         // The stage writes what it hands on to $BATON_OUTPUT; it reads what earlier stages
         // handed on from $BATON_OUTPUTS (JSON) and BATON_OUT_<KEY> variables.
-        let outputPath = base + ".output", inputsPath = base + ".inputs.json"
+        let outputPath = base + ".output", inputsPath = base + ".inputs.json", payloadPath = base + ".payload.json"
         let outFD: FileDescriptor, errFD: FileDescriptor
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             try? FileManager.default.removeItem(atPath: outputPath)
             try lease.outputs.document.encoded().write(to: URL(fileURLWithPath: inputsPath))
+            try lease.spec.payload.encoded().write(to: URL(fileURLWithPath: payloadPath))
             outFD = try FileDescriptor.open(FilePath(outPath), .writeOnly, options: [.create, .truncate], permissions: .init(rawValue: 0o644))
             do {
                 errFD = try FileDescriptor.open(FilePath(errPath), .writeOnly, options: [.create, .truncate], permissions: .init(rawValue: 0o644))
@@ -59,6 +60,7 @@ public struct ShellExecutor: StageExecutor {
         var variables = lease.outputs.environment.merging(context.batonEnvironment) { _, baton in baton }
         variables["BATON_OUTPUT"] = outputPath
         variables["BATON_OUTPUTS"] = inputsPath
+        variables["BATON_PAYLOAD"] = payloadPath
         for (key, value) in variables.merging(lease.stage.env, uniquingKeysWith: { _, stage in stage }) {
             overrides[Environment.Key(stringLiteral: key)] = value
         }
