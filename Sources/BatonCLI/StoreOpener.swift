@@ -14,6 +14,8 @@ enum StoreOpener {
             options.busyTimeoutSec = config.sqlite.busyTimeoutSec
             options.gates = config.gates
             options.retryHoldsPlace = config.lanes.retryHoldsPlace
+            options.ageingEverySec = config.lanes.ageingEverySec
+            options.ageingMaxBoost = config.lanes.ageingMaxBoost
             let store = try SQLiteJobStore(path: path, options: options)
             try await store.migrate()
             return store
@@ -28,6 +30,8 @@ enum StoreOpener {
                 options.operationTimeoutSec = config.postgres.operationTimeoutSec
                 options.gates = config.gates
                 options.retryHoldsPlace = config.lanes.retryHoldsPlace
+                options.ageingEverySec = config.lanes.ageingEverySec
+                options.ageingMaxBoost = config.lanes.ageingMaxBoost
                 store = try PostgresJobStore(url: url, options: options)
             } catch var error as BatonError {
                 error.field = config.storeSource

@@ -54,6 +54,18 @@ extension PostgresJobStore {
                                        logger: self.logger)
             try await connection.rows("DELETE FROM \(unescaped: self.tables.schema).inbound_seen WHERE expires_at <= \(now)",
                                        logger: self.logger)
+            if self.options.ageingMaxBoost > 0 && self.ageingThrottle.due(now: now) {
+                // Ageing: one step per `every` waited since the job became ready, up to the
+                // boost. The priority is computed, not incremented: every node may run it.
+                let every = Int64(self.options.ageingEverySec) * 1000
+                let boost = Int64(self.options.ageingMaxBoost)
+                try await connection.rows("""
+                    UPDATE \(unescaped: self.tables.jobs)
+                    SET priority = base_priority + least(\(boost), (\(now) - run_at) / \(every))
+                    WHERE state IN ('queued', 'retry_wait') AND run_at <= \(now) - \(every)
+                      AND priority < base_priority + least(\(boost), (\(now) - run_at) / \(every))
+                    """, logger: self.logger)
+            }
             try await connection.rows("""
                 DELETE FROM \(unescaped: self.tables.deadLetterKeys) WHERE at <= \(now - Int64(self.options.gates.windowSec) * 1000)
                 """, logger: self.logger)

@@ -33,6 +33,10 @@ public final class PostgresJobStore: JobStore {
         /// Whether a session's job in backoff after a failure keeps the session's later jobs
         /// waiting (no overtaking). Default true.
         public var retryHoldsPlace = true
+        /// Priority ageing: a ready job gains one priority step per this many seconds of
+        /// waiting, at most `ageingMaxBoost` steps (0 turns ageing off).
+        public var ageingEverySec = 60
+        public var ageingMaxBoost = 10
         public init() {}
     }
 
@@ -44,6 +48,8 @@ public final class PostgresJobStore: JobStore {
     let signal = WorkSignal()
     let logger: Logger
     let options: Options
+    /// Ageing runs at most every quarter of its step.
+    let ageingThrottle: Throttle
     private let runTask: Task<Void, Never>
     private let listenTask: Task<Void, Never>?
 
@@ -69,6 +75,7 @@ public final class PostgresJobStore: JobStore {
         self.jitter = jitter
         self.logger = logger
         self.options = options
+        self.ageingThrottle = Throttle(intervalMs: Int64(options.ageingEverySec) * 250)
         self.runTask = Task { await client.run() }
         if options.listen {
             let signal = signal

@@ -20,6 +20,10 @@ public final class SQLiteJobStore: JobStore {
         /// Whether a session's job in backoff after a failure keeps the session's later jobs
         /// waiting (no overtaking). Default true.
         public var retryHoldsPlace = true
+        /// Priority ageing: a ready job gains one priority step per this many seconds of
+        /// waiting, at most `ageingMaxBoost` steps (0 turns ageing off).
+        public var ageingEverySec = 60
+        public var ageingMaxBoost = 10
         public init() {}
     }
 
@@ -28,6 +32,9 @@ public final class SQLiteJobStore: JobStore {
     let jitter: @Sendable () -> Double
     let gates: GatePolicy
     let retryHoldsPlace: Bool
+    let ageing: (everySec: Int, maxBoost: Int)
+    /// Ageing runs at most every quarter of its step.
+    let ageingThrottle: Throttle
     let signal = WorkSignal()
     public let path: String
 
@@ -50,6 +57,8 @@ public final class SQLiteJobStore: JobStore {
         self.jitter = jitter
         self.gates = options.gates
         self.retryHoldsPlace = options.retryHoldsPlace
+        self.ageing = (options.ageingEverySec, options.ageingMaxBoost)
+        self.ageingThrottle = Throttle(intervalMs: Int64(options.ageingEverySec) * 250)
     }
 
     /// `baton_tags_ok(required, offered)`: whether a node offering the comma-separated tags

@@ -97,6 +97,19 @@ extension JobStoreConformance {
             #expect(try await h.claim("node-b", limit: 10).map(\.jobID) == ["second"])
         },
 
+        ConformanceCase("aLowPriorityJobThatWaitedLongEnoughAgesPastNewerHigherPriorityWork") { h in
+            try await h.enqueue(h.job(id: "old-low", priority: 0))
+            h.clock.advance(by: 150)
+            try await h.enqueue(h.job(id: "new-high", priority: 2))
+            h.clock.advance(by: 31)
+            _ = try await h.store.rescue()
+            // 181 s at one step per 60 s: three steps, past the newer job's 2.
+            #expect(try await h.claim("node-a", limit: 1).map(\.jobID) == ["old-low"])
+            h.clock.advance(by: 3600)
+            _ = try await h.store.rescue()
+            #expect(try await h.record("new-high").spec.priority == 2, "the envelope keeps the priority it was given")
+        },
+
         ConformanceCase("laneStatsShowCapsDepthRunningOldestWaitAndWaits") { h in
             try await h.store.setLaneCaps(["cron": 1, "idle": 2])
             try await h.enqueue(h.job(lane: "cron", id: "c1"))

@@ -12,6 +12,7 @@ import Darwin
 
 /// Chains run by real `baton worker` processes: stages are shell commands that leave side
 /// effects in files, so "ran exactly once" is counted on disk, not taken from the store.
+extension MultiProcessTests {
 @Suite(.serialized) struct ChainTests {
     /// Lines in a side-effect file of the scratch directory (0 when it does not exist).
     static func lines(_ h: ProcessHarness, _ name: String) -> [String] {
@@ -235,4 +236,5 @@ import Darwin
         try await h.waitUntil(timeout: 30, "the released job to run") { try await h.store.job(id: "d3")?.state == .succeeded }
         #expect(Self.lines(h, "deployed.txt") == ["d3"])
     }
+}
 }

@@ -12,6 +12,7 @@ import Darwin
 
 /// Several real `baton worker` processes sharing one store: the node registry, dead-node
 /// failover and the handover log, on both engines where the behaviour is the engine's.
+extension MultiProcessTests {
 @Suite(.serialized, .timeLimit(.minutes(5)))
 struct ClusterTests {
     @Test func secondProcessWithALiveNodeIDRefusesToStartAndTheFirstKeepsIt() async throws {
@@ -231,4 +232,5 @@ struct ClusterTests {
         await h.shutdown()
         print("postgres restart: \(total) jobs finished, idle pickup \(Int(before * 1000)) ms before, \(Int(after * 1000)) ms after")
     }
+}
 }

@@ -11,6 +11,7 @@ import Darwin
 #endif
 
 /// Real `baton worker` processes on one SQLite file, killed and stopped with real signals.
+extension MultiProcessTests {
 @Suite(.serialized, .timeLimit(.minutes(3)))
 struct CrashTests {
     @Test func killedWorkersJobCompletesOnAnotherNodeAfterLeaseExpiry() async throws {
@@ -123,4 +124,5 @@ struct CrashTests {
         #expect(events.filter { $0.kind == .completed }.map(\.nodeID) == ["release-b"])
         #expect(!events.contains { $0.kind == .failed })
     }
+}
 }

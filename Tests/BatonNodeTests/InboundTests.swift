@@ -5,6 +5,7 @@ import Foundation
 import Testing
 
 /// Inbound chat messages through `baton inbound`, as separate processes deliver them.
+extension MultiProcessTests {
 @Suite(.serialized) struct InboundTests {
     func inbound(_ h: ProcessHarness, config: String, id: String, text: String) throws -> Process {
         try h.launch(["inbound", "--config", config, "--channel", "telegram", "--account", "bot", "--peer", "42",
@@ -59,4 +60,5 @@ import Testing
         }
         #expect(received == texts)
     }
+}
 }

@@ -11,6 +11,7 @@ import Darwin
 #endif
 
 /// Lane caps and sessions held by real worker processes sharing one store.
+extension MultiProcessTests {
 @Suite(.serialized) struct LaneTests {
     static func sleeper(_ id: String, lane: String, seconds: Double, session: String? = nil) -> JobSpec {
         JobSpec(id: id, lane: lane, sessionKey: session, stages: [StageSpec(name: "run", run: .sleep(seconds))], leaseTTLSec: 10)
@@ -121,4 +122,5 @@ import Darwin
         #expect(wait <= 250 + 100, "the chat job waited \(wait) ms behind a saturated cron lane (poll 250 ms)")
         #expect(try await h.store.lanes().first { $0.name == "cron" }?.running == 2, "cron stays at its cap of 2")
     }
+}
 }
