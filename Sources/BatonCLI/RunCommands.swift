@@ -132,6 +132,11 @@ struct ConfigReloader: Service {
             if next.store != current.store { needsRestart.append("store") }
             if next.node != current.node { needsRestart.append("node") }
             if next.logs != current.logs { needsRestart.append("logs") }
+            if next.gates != current.gates { needsRestart.append("gates") }
+            if next.alerts != current.alerts { needsRestart.append("alerts") }
+            if next.lanes.retryHoldsPlace != current.lanes.retryHoldsPlace { needsRestart.append("sessions") }
+            if next.lanes.waitWarnMs != current.lanes.waitWarnMs || next.lanes.ageingEverySec != current.lanes.ageingEverySec
+                || next.lanes.ageingMaxBoost != current.lanes.ageingMaxBoost { needsRestart.append("queue") }
             if !needsRestart.isEmpty {
                 logger.warning("these settings changed but apply only after a restart",
                                metadata: ["sections": .string(needsRestart.joined(separator: ", "))])

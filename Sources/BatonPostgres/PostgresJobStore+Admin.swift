@@ -54,18 +54,6 @@ extension PostgresJobStore {
                                        logger: self.logger)
             try await connection.rows("DELETE FROM \(unescaped: self.tables.schema).inbound_seen WHERE expires_at <= \(now)",
                                        logger: self.logger)
-            if self.options.ageingMaxBoost > 0 && self.ageingThrottle.due(now: now) {
-                // Ageing: one step per `every` waited since the job became ready, up to the
-                // boost. The priority is computed, not incremented: every node may run it.
-                let every = Int64(self.options.ageingEverySec) * 1000
-                let boost = Int64(self.options.ageingMaxBoost)
-                try await connection.rows("""
-                    UPDATE \(unescaped: self.tables.jobs)
-                    SET priority = base_priority + least(\(boost), (\(now) - run_at) / \(every))
-                    WHERE state IN ('queued', 'retry_wait') AND run_at <= \(now) - \(every)
-                      AND priority < base_priority + least(\(boost), (\(now) - run_at) / \(every))
-                    """, logger: self.logger)
-            }
             try await connection.rows("""
                 DELETE FROM \(unescaped: self.tables.deadLetterKeys) WHERE at <= \(now - Int64(self.options.gates.windowSec) * 1000)
                 """, logger: self.logger)
@@ -75,7 +63,29 @@ extension PostgresJobStore {
             return report
         }
         if !report.requeued.isEmpty { signal.notify() }
+        try await age()
         return report
+    }
+
+    /// Priority ageing: a waiting job's priority is its own plus one step per `every` it has
+    /// waited since it became ready, up to the boost (back to its own once it runs again
+    /// later). Computed, not incremented, so every node may run it; its own statement, with
+    /// SKIP LOCKED, so it never holds or waits for rows a claim or a rescue is working on.
+    func age() async throws {
+        let now = clock.now().epochMilliseconds
+        guard options.ageingMaxBoost > 0, ageingThrottle.due(now: now) else { return }
+        let every = Int64(options.ageingEverySec) * 1000
+        let boost = Int64(options.ageingMaxBoost)
+        try await execute("""
+            WITH due AS (
+                SELECT seq, coalesce(base_priority, priority) + least(\(boost), greatest(0, \(now) - run_at) / \(every)) AS target
+                FROM \(unescaped: tables.jobs)
+                WHERE state IN ('queued', 'retry_wait')
+                  AND priority <> coalesce(base_priority, priority) + least(\(boost), greatest(0, \(now) - run_at) / \(every))
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE \(unescaped: tables.jobs) j SET priority = due.target FROM due WHERE j.seq = due.seq
+            """)
     }
 
     var runningColumns: String {

@@ -55,17 +55,29 @@ extension PostgresJobStore {
                 """, logger: self.logger).first else {
                 throw BatonError(.notFound, field: "key", "no gate is holding jobs with idempotency key \"\(key)\"")
             }
-            let queued = try await connection.rows("""
-                WITH held AS (
-                    UPDATE \(unescaped: self.tables.jobs) SET state = 'queued', run_at = \(now), updated_at = \(now)
-                    WHERE idempotency_key = \(key) AND state = 'gated'
-                    RETURNING id, seq
-                ), logged AS (
-                    INSERT INTO \(unescaped: self.tables.events) (job_id, at, kind, detail)
-                    SELECT id, \(now), 'gate_released', json_build_object('idempotency_key', \(key)::text)::text FROM held
+            // Their deadlines count from the release: a person held them, not the queue.
+            var ids: [String] = [], deadlines: [Int64] = []
+            for row in try await connection.rows("""
+                SELECT id, spec FROM \(unescaped: self.tables.jobs) WHERE idempotency_key = \(key) AND state = 'gated'
+                ORDER BY seq FOR UPDATE
+                """, logger: self.logger) {
+                let spec = try JobSpec.decode(Data(try row.get("spec", as: String.self).utf8))
+                ids.append(try row.get("id"))
+                deadlines.append(Lifecycle.claimDeadline(enqueuedAt: Date(epochMilliseconds: now), queueTimeoutSec: spec.queueTimeoutSec,
+                                                         ttlSec: spec.ttlSec, everClaimed: false).epochMilliseconds)
+            }
+            try await connection.rows("""
+                WITH input AS (SELECT * FROM unnest(\(ids)::text[], \(deadlines)::bigint[]) AS t(id, claim_deadline)),
+                held AS (
+                    UPDATE \(unescaped: self.tables.jobs) j SET state = 'queued', run_at = \(now), deadline_base = \(now),
+                        claim_deadline = i.claim_deadline, updated_at = \(now)
+                    FROM input i WHERE j.id = i.id
+                    RETURNING j.id
                 )
-                SELECT id FROM held ORDER BY seq
-                """, logger: self.logger).map { try $0.get("id", as: String.self) }
+                INSERT INTO \(unescaped: self.tables.events) (job_id, at, kind, detail)
+                SELECT id, \(now), 'gate_released', json_build_object('idempotency_key', \(key)::text)::text FROM held
+                """, logger: self.logger)
+            let queued = ids
             if !queued.isEmpty {
                 try await connection.rows("SELECT pg_notify(\(self.tables.channel), '')", logger: self.logger)
             }

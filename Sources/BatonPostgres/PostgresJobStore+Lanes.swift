@@ -53,4 +53,12 @@ extension PostgresJobStore {
         }
         return stats.values.sorted { $0.name < $1.name }
     }
+
+    public func startsInLane(_ lane: String, since: Date) async throws -> Int {
+        let rows = try await rows("""
+            SELECT count(*) AS n FROM \(unescaped: tables.attempts)
+            WHERE lane = \(lane) AND wait_ms IS NOT NULL AND started_at >= \(since.epochMilliseconds)
+            """)
+        return Int(try rows.first?.get("n", as: Int64.self) ?? 0)
+    }
 }

@@ -68,20 +68,25 @@ extension PostgresJobStore {
 
     public func complete(_ completions: [Completion]) async throws -> [CompletionResult] {
         guard !completions.isEmpty else { return [] }
-        // Most stages hand nothing on and are followed by a stage this node may run: they are
-        // recorded together in one statement. The others (outputs, an HTTP status, a handoff)
-        // take a transaction each.
+        // Most stages hand nothing on and are followed by a stage that continues on this node:
+        // they are recorded together in one statement. The others (outputs, an HTTP status, a
+        // handoff) are recorded one by one, in the same transaction as the plain ones, so a
+        // batch is recorded whole or not at all.
         let plain = completions.indices.filter { Self.isPlain(completions[$0]) }
-        var results: [CompletionResult?] = Array(repeating: nil, count: completions.count)
-        if !plain.isEmpty {
-            for (index, result) in zip(plain, try await completePlain(plain.map { completions[$0] })) {
-                results[index] = result
+        guard plain.count < completions.count else { return try await completePlain(completions) }
+        let results = try await transaction { connection, now -> [CompletionResult] in
+            var results: [CompletionResult?] = Array(repeating: nil, count: completions.count)
+            if !plain.isEmpty {
+                let done = try await self.completePlain(plain.map { completions[$0] }, now: now, on: connection)
+                for (index, result) in zip(plain, done) { results[index] = result }
             }
+            for index in completions.indices where results[index] == nil {
+                results[index] = try await self.completeOne(completions[index], now: now, on: connection)
+            }
+            return results.map { $0! }
         }
-        for index in completions.indices where results[index] == nil {
-            results[index] = try await completeOne(completions[index])
-        }
-        return results.map { $0! }
+        if results.contains(where: { if case .handedOff = $0 { true } else { false } }) { signal.notify() }
+        return results
     }
 
     /// A completion the batched statement can record: no outputs, no HTTP status, and either
@@ -95,95 +100,114 @@ extension PostgresJobStore {
 
     /// Records one finished stage with what it handed on, and moves the job to its next stage
     /// here, to another node (handoff), or to succeeded.
-    func completeOne(_ completion: Completion) async throws -> CompletionResult {
+    func completeOne(_ completion: Completion, now: Int64, on connection: PostgresConnection) async throws -> CompletionResult {
         let lease = completion.lease
         let report = completion.report
-        let result = try await transaction { connection, now -> CompletionResult in
-            let row: PostgresRandomAccessRow
-            switch try await self.fencedRow(connection, lease, op: "complete", now: now) {
-            case .failure(let error): return .refused(error)
-            case .success(let r): row = r
-            }
-            let jobs = self.tables.jobs
-            try await self.finishAttempt(connection, lease: lease, at: now, outcome: .succeeded, report: report)
-            let at = Date(epochMilliseconds: now)
-            var detail: [String: String] = [:]
-            if let code = report.exitCode { detail["exit_code"] = String(code) }
-            if let status = report.httpStatus { detail["http_status"] = String(status) }
-            var outputs = JobOutputs.stored(try row.get("outputs", as: String?.self))
-            if let output = report.output, !output.isEmpty {
-                outputs = outputs.adding(output)
-                try await connection.rows("UPDATE \(unescaped: jobs) SET outputs = \(outputs.storedJSON) WHERE id = \(lease.jobID)",
-                                          logger: self.logger)
-            }
-            let next = lease.stageIndex + 1
-            guard next < Int(try row.get("stage_count", as: Int32.self)) else {
-                try await connection.rows("""
-                    UPDATE \(unescaped: jobs) SET state = 'succeeded', stage_index = \(Int64(next)), lease_node = NULL,
-                        lease_expires_at = NULL, last_node_at = \(now), finished_at = \(now), updated_at = \(now)
-                    WHERE id = \(lease.jobID)
-                    """, logger: self.logger)
-                try await self.appendEvent(connection, lease.event(.completed, at: at, detail: detail))
-                return .succeeded
-            }
-            try await self.appendEvent(connection, lease.event(.stageCompleted, at: at, detail: detail))
-            let placement = lease.spec.placement(ofStage: next)
-            let nextName = lease.spec.stages[next].name
-            guard lease.node.mayRun(placement) else {
-                // Handoff: queued for a node that may run the next stage. The attempt is not
-                // over (its claim counts it again), and the wait is timed from now.
-                try await connection.rows("""
-                    UPDATE \(unescaped: jobs) SET state = 'queued', stage_index = \(Int64(next)), attempts = attempts - 1,
-                        region_affinity = \(placement.region), node_tags = \(placement.tagsColumn), run_at = \(now),
-                        handoff_at = \(now), lease_node = NULL, lease_expires_at = NULL, last_node_at = \(now),
-                        updated_at = \(now)
-                    WHERE id = \(lease.jobID)
-                    """, logger: self.logger)
-                try await self.appendEvent(connection, JobEvent(jobID: lease.jobID, at: at, kind: .handedOff, nodeID: lease.nodeID,
-                                                                stage: nextName, attempt: lease.attempt, fence: lease.fence,
-                                                                detail: placement.handoffDetail))
-                try await connection.rows("SELECT pg_notify(\(self.tables.channel), '')", logger: self.logger)
-                return .handedOff(stage: nextName)
-            }
-            let expires = try await connection.rows("""
-                UPDATE \(unescaped: jobs) SET stage_index = \(Int64(next)), region_affinity = \(placement.region),
-                    node_tags = \(placement.tagsColumn), lease_expires_at = \(now) + lease_ttl_ms, last_node_at = \(now),
-                    updated_at = \(now)
-                WHERE id = \(lease.jobID)
-                RETURNING lease_expires_at
-                """, logger: self.logger).first?.get("lease_expires_at", as: Int64.self) ?? now
-            try await connection.rows("""
-                INSERT INTO \(unescaped: self.tables.attempts)
-                    (job_id, fence, stage_index, attempt, stage_name, node_id, started_at, outcome)
-                VALUES (\(lease.jobID), \(lease.fence), \(Int64(next)), \(Int64(lease.attempt)), \(nextName), \(lease.nodeID),
-                        \(now), 'running')
-                """, logger: self.logger)
-            var nextLease = lease
-            nextLease.stageIndex = next
-            nextLease.expiresAt = Date(epochMilliseconds: expires)
-            nextLease.outputs = outputs
-            return .nextStage(nextLease)
+        let row: PostgresRandomAccessRow
+        switch try await fencedRow(connection, lease, op: "complete", now: now) {
+        case .failure(let error): return .refused(error)
+        case .success(let r): row = r
         }
-        if case .handedOff = result { signal.notify() }
-        return result
+        let jobs = tables.jobs
+        try await finishAttempt(connection, lease: lease, at: now, outcome: .succeeded, report: report)
+        let at = Date(epochMilliseconds: now)
+        var detail: [String: String] = [:]
+        if let code = report.exitCode { detail["exit_code"] = String(code) }
+        if let status = report.httpStatus { detail["http_status"] = String(status) }
+        var outputs = JobOutputs.stored(try row.get("outputs", as: String?.self))
+        if let output = report.output, !output.isEmpty {
+            outputs = outputs.adding(output)
+            try await connection.rows("UPDATE \(unescaped: jobs) SET outputs = \(outputs.storedJSON) WHERE id = \(lease.jobID)",
+                                      logger: logger)
+        }
+        let next = lease.stageIndex + 1
+        guard next < Int(try row.get("stage_count", as: Int32.self)) else {
+            try await connection.rows("""
+                UPDATE \(unescaped: jobs) SET state = 'succeeded', stage_index = \(Int64(next)), lease_node = NULL,
+                    lease_expires_at = NULL, last_node_at = \(now), finished_at = \(now), updated_at = \(now)
+                WHERE id = \(lease.jobID)
+                """, logger: logger)
+            try await appendEvent(connection, lease.event(.completed, at: at, detail: detail))
+            return .succeeded
+        }
+        try await appendEvent(connection, lease.event(.stageCompleted, at: at, detail: detail))
+        let placement = lease.spec.placement(ofStage: next)
+        let nextName = lease.spec.stages[next].name
+        guard lease.nextStageContinuesHere else {
+            // Handoff: queued for a node that may run the next stage. The attempt is not over
+            // (its claim counts it again), and the wait is timed from now.
+            try await connection.rows("""
+                UPDATE \(unescaped: jobs) SET state = 'queued', stage_index = \(Int64(next)), attempts = attempts - 1,
+                    region_affinity = \(placement.region), node_tags = \(placement.tagsColumn), run_at = \(now),
+                    priority = base_priority, handoff_at = \(now), lease_node = NULL, lease_expires_at = NULL,
+                    last_node_at = \(now), updated_at = \(now)
+                WHERE id = \(lease.jobID)
+                """, logger: logger)
+            try await appendEvent(connection, JobEvent(jobID: lease.jobID, at: at, kind: .handedOff, nodeID: lease.nodeID,
+                                                       stage: nextName, attempt: lease.attempt, fence: lease.fence,
+                                                       detail: placement.handoffDetail))
+            try await connection.rows("SELECT pg_notify(\(tables.channel), '')", logger: logger)
+            return .handedOff(stage: nextName)
+        }
+        let expires = try await connection.rows("""
+            UPDATE \(unescaped: jobs) SET stage_index = \(Int64(next)), region_affinity = \(placement.region),
+                node_tags = \(placement.tagsColumn), lease_expires_at = \(now) + lease_ttl_ms, last_node_at = \(now),
+                updated_at = \(now)
+            WHERE id = \(lease.jobID)
+            RETURNING lease_expires_at
+            """, logger: logger).first?.get("lease_expires_at", as: Int64.self) ?? now
+        try await connection.rows("""
+            INSERT INTO \(unescaped: tables.attempts)
+                (job_id, fence, stage_index, attempt, stage_name, node_id, started_at, outcome)
+            VALUES (\(lease.jobID), \(lease.fence), \(Int64(next)), \(Int64(lease.attempt)), \(nextName), \(lease.nodeID),
+                    \(now), 'running')
+            """, logger: logger)
+        var nextLease = lease
+        nextLease.stageIndex = next
+        nextLease.expiresAt = Date(epochMilliseconds: expires)
+        nextLease.outputs = outputs
+        return .nextStage(nextLease)
     }
 
     /// Records plain completions (see `isPlain`) in one statement.
     func completePlain(_ completions: [Completion]) async throws -> [CompletionResult] {
         let now = clock.now().epochMilliseconds
+        let done = try await run(Self.completeStatement(completions, now: now), what: "a PostgreSQL completion")
+        var results = try Self.plainResults(done, completions)
+        for index in completions.indices where results[index] == nil {
+            let lease = completions[index].lease
+            results[index] = try await transaction { connection, now in try await self.refusal(lease, now: now, on: connection) }
+        }
+        return results.map { $0! }
+    }
+
+    /// Records plain completions inside a transaction the caller holds.
+    func completePlain(_ completions: [Completion], now: Int64, on connection: PostgresConnection) async throws -> [CompletionResult] {
+        let done = try await connection.run(Self.completeStatement(completions, now: now), logger: logger)
+        var results = try Self.plainResults(done, completions)
+        for index in completions.indices where results[index] == nil {
+            results[index] = try await refusal(completions[index].lease, now: now, on: connection)
+        }
+        return results.map { $0! }
+    }
+
+    static func completeStatement(_ completions: [Completion], now: Int64) -> CompleteStatement {
         let leases = completions.map(\.lease)
         let reports = completions.map(\.report)
-        let statement = CompleteStatement(
+        return CompleteStatement(
             now: now, ids: leases.map(\.jobID), fences: leases.map(\.fence), stageIndexes: leases.map { Int64($0.stageIndex) },
-            nodes: leases.map(\.nodeID), exitCodes: reports.map { Self.nullable($0.exitCode.map(String.init)) },
-            stdouts: reports.map { Self.nullable($0.stdout) }, stderrs: reports.map { Self.nullable($0.stderr) },
-            logPaths: reports.map { Self.nullable($0.logPath) })
-        let done = try await run(statement, what: "a PostgreSQL completion")
+            nodes: leases.map(\.nodeID), exitCodes: reports.map { nullable($0.exitCode.map(String.init)) },
+            stdouts: reports.map { nullable($0.stdout) }, stderrs: reports.map { nullable($0.stderr) },
+            logPaths: reports.map { nullable($0.logPath) })
+    }
+
+    /// What the completion statement recorded, per completion; nil where it was left out.
+    static func plainResults(_ done: [PostgresRandomAccessRow], _ completions: [Completion]) throws -> [CompletionResult?] {
         var results: [CompletionResult?] = Array(repeating: nil, count: completions.count)
         for row in done {
             let index = Int(try row.get("ord", as: Int64.self)) - 1
             if try row.get("state", as: String.self) == JobState.running.rawValue {
-                var next = leases[index]
+                var next = completions[index].lease
                 next.stageIndex += 1
                 next.expiresAt = Date(epochMilliseconds: try row.get("lease_expires_at"))
                 results[index] = .nextStage(next)
@@ -191,18 +215,17 @@ extension PostgresJobStore {
                 results[index] = .succeeded
             }
         }
-        for index in completions.indices where results[index] == nil {
-            let lease = leases[index]
-            results[index] = try await transaction { connection, now in
-                switch try await self.fencedRow(connection, lease, op: "complete", now: now) {
-                case .failure(let error): return .refused(error)
-                case .success:
-                    return .refused(BatonError(.staleLease, field: "lease",
-                                               "complete refused for job \(lease.jobID): the stage was reported twice in one batch"))
-                }
-            }
+        return results
+    }
+
+    /// Why a completion the statement left out was refused (logged in the job's events).
+    func refusal(_ lease: Lease, now: Int64, on connection: PostgresConnection) async throws -> CompletionResult {
+        switch try await fencedRow(connection, lease, op: "complete", now: now) {
+        case .failure(let error): return .refused(error)
+        case .success:
+            return .refused(BatonError(.staleLease, field: "lease",
+                                       "complete refused for job \(lease.jobID): the stage was reported twice in one batch"))
         }
-        return results.map { $0! }
     }
 
     // MARK: Fail

@@ -242,7 +242,7 @@ enum PostgresSchema {
                 )
                 """,
                 "ALTER TABLE \(t.jobs) ADD COLUMN base_priority integer",
-                "UPDATE \(t.jobs) SET base_priority = priority",
+                "UPDATE \(t.jobs) SET base_priority = priority WHERE state IN ('queued', 'retry_wait', 'running', 'gated')",
                 """
                 CREATE INDEX jobs_session ON \(t.jobs) (session_key, seq)
                 WHERE session_key IS NOT NULL AND state IN ('queued', 'retry_wait', 'running')
@@ -281,21 +281,29 @@ enum PostgresSchema {
                 LANGUAGE plpgsql VOLATILE ROWS 16
                 SET enable_sort = off SET jit = off SET plan_cache_mode = force_generic_plan AS $$
                 DECLARE
+                    v_cap_names text[];
+                    v_caps bigint[];
                     v_full text[];
                     v_seqs bigint[];
                     v_lanes text[];
+                    v_locked text[] := '{}';
+                    v_skip text[] := '{}';
                     v_lane text;
                     v_taken bigint := 0;
                     v_got bigint;
                     v_round integer := 0;
                 BEGIN
+                    -- The caps are read once, so the locks and the counts below agree on them.
+                    SELECT coalesce(array_agg(l.name ORDER BY l.name), '{}'), coalesce(array_agg(l.cap ORDER BY l.name), '{}')
+                    INTO v_cap_names, v_caps FROM \(t.lanes) l WHERE l.cap IS NOT NULL;
                     -- A lane that fills up part-way leaves room: look again without it (a few
                     -- rounds at most), so a full lane never hides the jobs of other lanes.
                     LOOP
                         v_round := v_round + 1;
-                        SELECT coalesce(array_agg(l.name), '{}') INTO v_full FROM \(t.lanes) l
-                        WHERE l.cap IS NOT NULL
-                          AND l.cap <= (SELECT count(*) FROM \(t.jobs) r WHERE r.state = 'running' AND r.lane = l.name);
+                        SELECT coalesce(array_agg(c.name), '{}') INTO v_full
+                        FROM unnest(v_cap_names, v_caps) AS c(name, cap)
+                        WHERE c.cap <= (SELECT count(*) FROM \(t.jobs) r WHERE r.state = 'running' AND r.lane = c.name);
+                        v_full := v_full || v_skip;
                         SELECT coalesce(array_agg(c.seq), '{}'), coalesce(array_agg(c.lane), '{}') INTO v_seqs, v_lanes FROM (
                             SELECT q.seq, q.lane FROM \(t.jobs) q
                             WHERE q.state IN ('queued', 'retry_wait') AND q.run_at <= p_now AND q.claim_deadline > p_now
@@ -303,27 +311,39 @@ enum PostgresSchema {
                                    OR q.run_at + q.region_fallback_ms <= p_now)
                               AND (q.node_tags IS NULL OR string_to_array(q.node_tags, ',') <@ p_tags)
                               AND NOT (q.lane = ANY(v_full))
+                              -- A session runs its oldest ready job, one at a time.
                               AND (q.session_key IS NULL OR NOT EXISTS (
                                   SELECT 1 FROM \(t.jobs) o
                                   WHERE o.session_key = q.session_key AND o.state IN ('queued', 'retry_wait', 'running')
                                     AND (o.state = 'running'
-                                         OR (o.seq < q.seq AND (o.state = 'queued' OR (p_retry_holds AND o.state = 'retry_wait'))))))
+                                         OR (o.seq < q.seq AND (o.state = 'queued' OR p_retry_holds OR o.run_at <= p_now)))))
                             ORDER BY q.priority DESC, q.run_at, q.seq
                             LIMIT p_limit - v_taken
                             FOR UPDATE OF q SKIP LOCKED
                         ) c;
                         EXIT WHEN cardinality(v_seqs) = 0;
-                        FOR v_lane IN SELECT l.name FROM \(t.lanes) l
-                                      WHERE l.cap IS NOT NULL AND l.name = ANY(v_lanes) ORDER BY l.name LOOP
-                            PERFORM pg_advisory_xact_lock(hashtext('baton.lane.' || current_schema() || '.' || v_lane));
+                        -- Lock the capped lanes among the candidates, so two nodes never both take
+                        -- a lane's last slot: in name order in the first round; later rounds only
+                        -- try (waiting there could deadlock with a node in its first round) and
+                        -- leave a lane they cannot lock for the next claim.
+                        FOR v_lane IN SELECT c.name FROM unnest(v_cap_names) AS c(name)
+                                      WHERE c.name = ANY(v_lanes) AND NOT (c.name = ANY(v_locked)) ORDER BY c.name LOOP
+                            IF v_round = 1 THEN
+                                PERFORM pg_advisory_xact_lock(hashtext('baton.lane.' || current_schema() || '.' || v_lane));
+                                v_locked := v_locked || v_lane;
+                            ELSIF pg_try_advisory_xact_lock(hashtext('baton.lane.' || current_schema() || '.' || v_lane)) THEN
+                                v_locked := v_locked || v_lane;
+                            ELSE
+                                v_skip := v_skip || v_lane;
+                            END IF;
                         END LOOP;
                         RETURN QUERY
                         WITH cand AS (
                             SELECT c.seq, c.lane, c.ord FROM unnest(v_seqs, v_lanes) WITH ORDINALITY AS c(seq, lane, ord)
+                            WHERE NOT (c.lane = ANY(v_skip))
                         ), free AS (
-                            SELECT l.name,
-                                   l.cap - (SELECT count(*) FROM \(t.jobs) r WHERE r.state = 'running' AND r.lane = l.name) AS n
-                            FROM \(t.lanes) l WHERE l.cap IS NOT NULL AND l.name = ANY(v_lanes)
+                            SELECT c.name, c.cap - (SELECT count(*) FROM \(t.jobs) r WHERE r.state = 'running' AND r.lane = c.name) AS n
+                            FROM unnest(v_cap_names, v_caps) AS c(name, cap) WHERE c.name = ANY(v_lanes)
                         ), keep AS (
                             SELECT k.seq FROM (
                                 SELECT c.seq, f.n, row_number() OVER (PARTITION BY c.lane ORDER BY c.ord) AS k

@@ -49,14 +49,15 @@ extension SQLiteJobStore {
             try db.cachedStatement(sql: "DELETE FROM idempotency_keys WHERE expires_at <= ?").execute(arguments: [now])
             try db.cachedStatement(sql: "DELETE FROM inbound_seen WHERE expires_at <= ?").execute(arguments: [now])
             if ageing.maxBoost > 0 && throttle.due(now: now) {
-                // Ageing: one step per `every` waited since the job became ready, up to the
-                // boost. The priority is computed, not incremented: every node may run it.
+                // Ageing: a waiting job's priority is its own plus one step per `every` it has
+                // waited since it became ready, up to the boost (back to its own once it runs
+                // again later). Computed, not incremented: every node may run it.
                 let every = Int64(ageing.everySec) * 1000
                 try db.cachedStatement(sql: """
-                    UPDATE jobs SET priority = base_priority + MIN(?, (? - run_at) / ?)
-                    WHERE state IN ('queued', 'retry_wait') AND run_at <= ? - ?
-                      AND priority < base_priority + MIN(?, (? - run_at) / ?)
-                    """).execute(arguments: [ageing.maxBoost, now, every, now, every, ageing.maxBoost, now, every])
+                    UPDATE jobs SET priority = coalesce(base_priority, priority) + MIN(?, MAX(0, ? - run_at) / ?)
+                    WHERE state IN ('queued', 'retry_wait')
+                      AND priority <> coalesce(base_priority, priority) + MIN(?, MAX(0, ? - run_at) / ?)
+                    """).execute(arguments: [ageing.maxBoost, now, every, ageing.maxBoost, now, every])
             }
             try db.cachedStatement(sql: "DELETE FROM dead_letter_keys WHERE at <= ?")
                 .execute(arguments: [now - Int64(gates.windowSec) * 1000])

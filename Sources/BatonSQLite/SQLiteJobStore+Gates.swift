@@ -51,8 +51,13 @@ extension SQLiteJobStore {
                 SELECT id FROM jobs INDEXED BY jobs_gated WHERE idempotency_key = ? AND state = 'gated' ORDER BY seq
                 """, arguments: [key])
             for id in held {
-                try db.execute(sql: "UPDATE jobs SET state = 'queued', run_at = ?, updated_at = ? WHERE id = ?",
-                               arguments: [now, now, id])
+                // Its deadlines count from the release: a person held it, not the queue.
+                let spec = try JobSpec.decode(Data(try String.fetchOne(db, sql: "SELECT spec FROM jobs WHERE id = ?", arguments: [id])!.utf8))
+                let deadline = Lifecycle.claimDeadline(enqueuedAt: Date(epochMilliseconds: now), queueTimeoutSec: spec.queueTimeoutSec,
+                                                       ttlSec: spec.ttlSec, everClaimed: false).epochMilliseconds
+                try db.execute(sql: """
+                    UPDATE jobs SET state = 'queued', run_at = ?, deadline_base = ?, claim_deadline = ?, updated_at = ? WHERE id = ?
+                    """, arguments: [now, now, deadline, now, id])
                 try Self.appendEvent(db, JobEvent(jobID: id, at: Date(epochMilliseconds: now), kind: .gateReleased,
                                              detail: ["idempotency_key": key]))
             }

@@ -45,4 +45,12 @@ extension SQLiteJobStore {
             return stats.values.sorted { $0.name < $1.name }
         }
     }
+
+    public func startsInLane(_ lane: String, since: Date) async throws -> Int {
+        try await read { db in
+            try Int.fetchOne(db, sql: """
+                SELECT COUNT(*) FROM attempts INDEXED BY attempts_waits WHERE lane = ? AND wait_ms IS NOT NULL AND started_at >= ?
+                """, arguments: [lane, since.epochMilliseconds]) ?? 0
+        }
+    }
 }

@@ -80,12 +80,13 @@ extension SQLiteJobStore {
                     try Self.appendEvent(db, JobEvent(jobID: lease.jobID, at: at, kind: .stageCompleted, nodeID: lease.nodeID,
                                                       stage: lease.stage.name, attempt: lease.attempt, fence: lease.fence,
                                                       detail: detail))
-                    guard lease.node.mayRun(placement) else {
+                    guard lease.nextStageContinuesHere else {
                         // Handoff: queued for a node that may run the next stage. The attempt is
                         // not over (its claim counts it again), and the wait is timed from now.
                         try db.cachedStatement(sql: """
                             UPDATE jobs SET state = 'queued', stage_index = ?, attempts = attempts - 1, region_affinity = ?,
-                                            node_tags = ?, run_at = ?, handoff_at = ?, lease_node = NULL, lease_expires_at = NULL,
+                                            node_tags = ?, run_at = ?, priority = base_priority, handoff_at = ?,
+                                            lease_node = NULL, lease_expires_at = NULL,
                                             last_node_at = ?, updated_at = ?
                             WHERE id = ?
                             """).execute(arguments: [next, placement.region, placement.tagsColumn, now, now, now, now, lease.jobID])

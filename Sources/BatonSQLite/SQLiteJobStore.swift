@@ -179,7 +179,10 @@ public final class SQLiteJobStore: JobStore {
 
     public func claim(_ request: ClaimRequest) async throws -> [Lease] {
         guard request.limit > 0 else { return [] }
-        let holders = sessionHolders
+        // A session runs its oldest ready job, one at a time: an older job of the session holds
+        // the newer ones back while queued, in backoff (unless sessions.retry_holds_place is
+        // off) and once its backoff is over; a dead letter never does.
+        let holdsInBackoff = retryHoldsPlace ? "1" : "0"
         return try await write { db, now in
             // Free slots of capped lanes, counted inside the claim's own write transaction:
             // no other claim can start between the count and the update.
@@ -192,7 +195,7 @@ public final class SQLiteJobStore: JobStore {
                 let full = free.filter { $0.value <= 0 }.keys.sorted()
                 var arguments: StatementArguments = [now, now, request.region, now, request.tags.joined(separator: ",")]
                 arguments += StatementArguments(full)
-                arguments += [request.limit - leases.count]
+                arguments += [now, request.limit - leases.count]
                 let rows = try Row.fetchAll(db, sql: """
                     SELECT id, spec, lane, attempts, fence, stage_index, run_at, deadline_base, last_node, last_node_at,
                            region_affinity, outputs, handoff_at
@@ -204,7 +207,8 @@ public final class SQLiteJobStore: JobStore {
                       AND (session_key IS NULL OR NOT EXISTS (
                           SELECT 1 FROM jobs o INDEXED BY jobs_session
                           WHERE o.session_key = jobs.session_key AND o.state IN ('queued', 'retry_wait', 'running')
-                            AND (o.state = 'running' OR (o.seq < jobs.seq AND o.state IN (\(holders))))))
+                            AND (o.state = 'running'
+                                 OR (o.seq < jobs.seq AND (o.state = 'queued' OR \(holdsInBackoff) OR o.run_at <= ?)))))
                     ORDER BY priority DESC, run_at, seq LIMIT ?
                     """, arguments: arguments)
                 var laneFilled = false
@@ -222,11 +226,6 @@ public final class SQLiteJobStore: JobStore {
             return leases
         }
     }
-
-    /// The states of an older job of a session that keep a newer one waiting: queued, and
-    /// (unless `sessions.retry_holds_place` is off) in backoff after a failure. A running job
-    /// of the session always does; a dead letter never does.
-    var sessionHolders: String { retryHoldsPlace ? "'queued', 'retry_wait'" : "'queued'" }
 
     /// Running jobs each capped lane may still add across the cluster.
     static func freeLaneSlots(_ db: Database) throws -> [String: Int] {

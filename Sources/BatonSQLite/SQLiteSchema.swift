@@ -186,7 +186,7 @@ enum Migration0004Lanes: SQLiteMigration {
                 updated_at INTEGER NOT NULL
             );
             ALTER TABLE jobs ADD COLUMN base_priority INTEGER;
-            UPDATE jobs SET base_priority = priority;
+            UPDATE jobs SET base_priority = priority WHERE state IN ('queued', 'retry_wait', 'running', 'gated');
             CREATE INDEX jobs_session ON jobs(session_key, seq)
                 WHERE session_key IS NOT NULL AND state IN ('queued', 'retry_wait', 'running');
             ALTER TABLE attempts ADD COLUMN lane TEXT;

@@ -80,6 +80,10 @@ public protocol JobStore: Sendable {
     /// Every lane with a cap or with jobs waiting or running, by name.
     func lanes() async throws -> [LaneStats]
 
+    /// How many jobs of `lane` started from `since` until now: for a job that just started
+    /// after waiting since `since`, its position in the lane's queue when it became ready.
+    func startsInLane(_ lane: String, since: Date) async throws -> Int
+
     // MARK: Inbound messages
 
     /// Takes one inbound chat message: a duplicate delivery (same channel, account, peer,

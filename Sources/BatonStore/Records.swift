@@ -70,6 +70,16 @@ public struct Lease: Sendable, Hashable {
     }
 
     public var stage: StageSpec { spec.stages[stageIndex] }
+
+    /// Whether the stage after this one runs on here rather than being handed to another
+    /// node: it asks for what this stage asked for (the node got this stage, by placement or
+    /// by region fallback), or this node has what it asks for.
+    public var nextStageContinuesHere: Bool {
+        let next = stageIndex + 1
+        guard next < spec.stages.count else { return true }
+        let placement = spec.placement(ofStage: next)
+        return placement == spec.placement(ofStage: stageIndex) || node.mayRun(placement)
+    }
 }
 
 /// A node's region and tags, as stage placement sees them.

@@ -249,6 +249,20 @@ extension JobStoreConformance {
             }
         },
 
+        ConformanceCase("aJobHeldByAGateLongerThanItsQueueTimeoutStillRunsOnceReleased") { h in
+            _ = try await h.killOne(key: "k", id: "k1")
+            _ = try await h.killOne(key: "k", id: "k2")
+            var spec = h.chain(["only"], id: "k3", key: "k")
+            spec.queueTimeoutSec = 60
+            #expect(try await h.store.enqueue(spec).gated)
+            h.clock.advance(by: 3600)
+            _ = try await h.store.rescue()
+            #expect(try await h.record("k3").state == .gated, "a held job waits for a person, not for its timeout")
+            _ = try await h.store.releaseGate(key: "k")
+            _ = try await h.store.rescue()
+            #expect(try await h.claimOne("node-a").jobID == "k3")
+        },
+
         ConformanceCase("deadLettersOutsideTheGateWindowDoNotHoldIt") { h in
             _ = try await h.killOne(key: "nightly", id: "n1")
             h.clock.advance(by: 86_400 + 1)

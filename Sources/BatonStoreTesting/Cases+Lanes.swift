@@ -128,6 +128,8 @@ extension JobStoreConformance {
             #expect(cron.wait.count == 1)
             #expect(cron.wait.p50Ms == 3000)
             #expect(lanes[1] == LaneStats(name: "idle", cap: 2, waiting: 0, ready: 0, running: 0, oldestReadySec: nil, wait: .empty))
+            #expect(try await h.store.startsInLane("cron", since: h.clock.now.addingTimeInterval(-5)) == 1)
+            #expect(try await h.store.startsInLane("cron", since: h.clock.now.addingTimeInterval(-1)) == 0)
         },
     ]
 }

@@ -26,6 +26,8 @@ public final class WorkerNode: Service, Sendable {
     /// Wakes the registry and rescue loops at shutdown (not on every finished job, which would
     /// turn the rescue pass into a query per completion).
     let registryWake = WorkSignal()
+    /// Paces "lane wait exceeded" lines.
+    let waitReports = Throttle(intervalMs: 1000)
 
     struct Active: Sendable {
         var lease: Lease
@@ -125,18 +127,19 @@ public final class WorkerNode: Service, Sendable {
         ])
     }
 
-    /// Logs a job that waited longer than `wait_warn_ms` to start, with how busy its lane is.
+    /// Logs a job that waited longer than `wait_warn_ms` to start: its lane, session, wait and
+    /// position (how many of the lane's jobs started while it waited, itself included). At
+    /// most one such line a second per node: a backlog must not turn into a log flood.
     private func reportWait(_ lease: Lease) async {
-        guard let wait = lease.waitMs, options.waitWarnMs > 0, wait > Int64(options.waitWarnMs) else { return }
-        let lane = try? await store.lanes().first { $0.name == lease.spec.lane }
+        guard let wait = lease.waitMs, options.waitWarnMs > 0, wait > Int64(options.waitWarnMs),
+              waitReports.due(now: Date().epochMilliseconds) else { return }
+        let readySince = Date().addingTimeInterval(-Double(wait) / 1000)
         var metadata: Logger.Metadata = [
             "job.id": .string(lease.jobID), "lane": .string(lease.spec.lane), "wait_ms": .stringConvertible(wait),
             "session": .string(lease.spec.sessionKey ?? "-"),
         ]
-        if let lane {
-            metadata["lane.waiting"] = .stringConvertible(lane.waiting)
-            metadata["lane.running"] = .stringConvertible(lane.running)
-            metadata["lane.cap"] = .string(lane.cap.map(String.init) ?? "none")
+        if let position = try? await store.startsInLane(lease.spec.lane, since: readySince) {
+            metadata["position"] = .stringConvertible(position)
         }
         logger.warning("lane wait exceeded", metadata: metadata)
     }
