@@ -372,6 +372,13 @@ enum PostgresSchema {
                 $$
                 """,
             ]),
+            (6, [
+                // A claim counts the running jobs of each capped lane. Through jobs_lease it
+                // walked every running entry of every lane, and the entries of jobs that had
+                // finished since the last vacuum: 9 ms of a 12 ms claim while 20k jobs
+                // drained. Here a count reads only its own lane's entries.
+                "CREATE INDEX jobs_running_lane ON \(t.jobs) (lane) WHERE state = 'running'",
+            ]),
         ]
     }
 
