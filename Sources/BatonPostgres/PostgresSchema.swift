@@ -379,6 +379,36 @@ enum PostgresSchema {
                 // drained. Here a count reads only its own lane's entries.
                 "CREATE INDEX jobs_running_lane ON \(t.jobs) (lane) WHERE state = 'running'",
             ]),
+            (7, [
+                // Schedules (cron) and the record of each tick: which job it enqueued, or why none.
+                """
+                CREATE TABLE \(t.schema).schedules (
+                    id text PRIMARY KEY,
+                    source text NOT NULL,
+                    spec text NOT NULL,
+                    state text NOT NULL,
+                    reason text,
+                    paused_at bigint,
+                    cursor_ms bigint NOT NULL,
+                    created_at bigint NOT NULL,
+                    updated_at bigint NOT NULL,
+                    resumed_at bigint,
+                    version bigint NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE \(t.schema).schedule_runs (
+                    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    schedule_id text NOT NULL,
+                    tick_ms bigint NOT NULL,
+                    job_id text,
+                    manual boolean NOT NULL,
+                    note text,
+                    at bigint NOT NULL
+                )
+                """,
+                "CREATE INDEX schedule_runs_schedule ON \(t.schema).schedule_runs (schedule_id, seq)",
+            ]),
         ]
     }
 

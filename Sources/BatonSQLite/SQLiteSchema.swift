@@ -9,7 +9,8 @@ protocol SQLiteMigration {
 /// Applies pending migrations under an immediate transaction, so several processes opening the
 /// same file at once apply each step exactly once. The applied version is `PRAGMA user_version`.
 enum SQLiteSchema {
-    static var migrations: [any SQLiteMigration.Type] { [Migration0001Initial.self, Migration0002Cluster.self, Migration0003Chains.self, Migration0004Lanes.self] }
+    static var migrations: [any SQLiteMigration.Type] { [Migration0001Initial.self, Migration0002Cluster.self, Migration0003Chains.self, Migration0004Lanes.self,
+                                                             Migration0005Schedules.self] }
 
     static func migrate(_ db: Database) throws {
         try db.inTransaction(.immediate) {
@@ -203,6 +204,39 @@ enum Migration0004Lanes: SQLiteMigration {
                 session_key TEXT PRIMARY KEY NOT NULL,
                 job_id TEXT NOT NULL
             );
+            """)
+    }
+}
+
+/// Schedules (cron) and the record of each tick: which job it enqueued, or why none.
+enum Migration0005Schedules: SQLiteMigration {
+    static let version = 5
+
+    static func apply(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE schedules (
+                id TEXT PRIMARY KEY NOT NULL,
+                source TEXT NOT NULL,
+                spec TEXT NOT NULL,
+                state TEXT NOT NULL,
+                reason TEXT,
+                paused_at INTEGER,
+                cursor_ms INTEGER NOT NULL,
+                created_at INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL,
+                resumed_at INTEGER,
+                version INTEGER NOT NULL
+            );
+            CREATE TABLE schedule_runs (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                schedule_id TEXT NOT NULL,
+                tick_ms INTEGER NOT NULL,
+                job_id TEXT,
+                manual INTEGER NOT NULL,
+                note TEXT,
+                at INTEGER NOT NULL
+            );
+            CREATE INDEX schedule_runs_schedule ON schedule_runs(schedule_id, seq);
             """)
     }
 }

@@ -92,6 +92,30 @@ public protocol JobStore: Sendable {
     /// (and pushes its start back by the debounce), otherwise it starts a new job.
     func receive(_ message: InboundMessage, policy: InboundPolicy) async throws -> InboundResult
 
+    // MARK: Schedules
+
+    /// Creates a schedule (its cursor at now: no tick before its creation fires) or replaces
+    /// the definition of an existing one, keeping its state and cursor.
+    func putSchedule(_ spec: ScheduleSpec, source: ScheduleSource) async throws -> ScheduleRecord
+
+    /// Removes a schedule and its run history (its jobs stay). Throws `notFound`.
+    func removeSchedule(id: String) async throws
+
+    /// Every schedule, by id.
+    func schedules() async throws -> [ScheduleRecord]
+
+    /// Pauses (with `reason`) or resumes a schedule. Resuming moves its cursor to now (ticks
+    /// due while paused are not run) and starts its failure count again. With `ifVersion`,
+    /// nothing happens (nil is returned) unless the schedule is still at that version.
+    /// Throws `notFound`.
+    func setSchedulePaused(id: String, paused: Bool, reason: String?, ifVersion: Int64?) async throws -> ScheduleRecord?
+
+    /// Carries out one scheduler decision atomically (see `ScheduleFire`). Throws `notFound`.
+    func fireSchedule(_ fire: ScheduleFire) async throws -> ScheduleFireResult
+
+    /// A schedule's runs, newest first, with their jobs' current states.
+    func scheduleRuns(id: String, limit: Int) async throws -> [ScheduleRun]
+
     // MARK: Human gates
 
     /// Every gate, held ones first, newest first.

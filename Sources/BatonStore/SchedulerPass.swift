@@ -1,0 +1,127 @@
+import BatonCore
+import Foundation
+
+/// One pass of the scheduler over every schedule: pause the ones whose runs keep failing,
+/// delete finished one-shots, and fire the ticks that are due. Every node runs passes; a tick
+/// still fires once, because `fireSchedule` only succeeds for the pass that moves the
+/// schedule's cursor (the others are told they were superseded).
+///
+/// Time comes in as `now`, so tests drive passes with a manual clock.
+public struct SchedulerPass: Sendable {
+    public let store: any JobStore
+    /// Reads each tick's envelope with this node's job defaults.
+    public let reader: EnvelopeReader
+
+    public init(store: any JobStore, reader: EnvelopeReader = EnvelopeReader()) {
+        self.store = store
+        self.reader = reader
+    }
+
+    public struct Fired: Sendable, Hashable {
+        public var scheduleID: String
+        public var tick: Date
+        public var jobID: String
+    }
+
+    public struct Outcome: Sendable {
+        public var fired: [Fired] = []
+        /// Ticks that got no job, with why (overlap, misfire).
+        public var skipped: [(scheduleID: String, tick: Date, note: String)] = []
+        /// Schedules this pass paused after repeated failures.
+        public var paused: [ScheduleRecord] = []
+        /// One-shot schedules deleted after their run succeeded.
+        public var deleted: [String] = []
+        /// Schedules whose due ticks another node handled first.
+        public var superseded: [String] = []
+        /// When the next tick of any active schedule is due.
+        public var nextDue: Date?
+    }
+
+    public func run(now: Date) async throws -> Outcome {
+        var outcome = Outcome()
+        for record in try await store.schedules() where record.state == .active && record.spec.enabled {
+            try await handle(record, now: now, into: &outcome)
+            if let next = try await store.schedules().first(where: { $0.id == record.id }).flatMap({ $0.nextFire(now: now) }) {
+                outcome.nextDue = min(outcome.nextDue ?? next, next)
+            }
+        }
+        return outcome
+    }
+
+    private func handle(_ record: ScheduleRecord, now: Date, into outcome: inout Outcome) async throws {
+        let spec = record.spec
+        let runs = try await store.scheduleRuns(id: spec.id, limit: spec.pauseAfterFailures + 20)
+        let jobRuns = runs.filter { $0.jobID != nil }
+        if case .at = spec.trigger, spec.deleteAfterRun, jobRuns.first?.jobState == .succeeded {
+            try await store.removeSchedule(id: spec.id)
+            outcome.deleted.append(spec.id)
+            return
+        }
+        if var reason = Self.failureStreak(jobRuns, since: record.resumedAt, threshold: spec.pauseAfterFailures) {
+            if let last = jobRuns.first(where: { $0.jobState == .dead || $0.jobState == .expired })?.jobID,
+               let job = try await store.job(id: last), let why = job.lastReason {
+                reason += ": \(why)" + (job.lastMessage.map { " (\($0.prefix(200)))" } ?? "")
+            }
+            if let paused = try await store.setSchedulePaused(id: spec.id, paused: true, reason: reason, ifVersion: record.version) {
+                outcome.paused.append(paused)
+            }
+            return
+        }
+        guard let plan = spec.plan(cursor: record.cursor, now: now) else { return }
+        var fire = plan.fire
+        var notes: [(tick: Date, note: String)] = []
+        if plan.missed > 0 {
+            notes.append((plan.cursor, "missed \(plan.missed) of \(plan.due) due ticks (misfire: \(spec.misfire.rawValue))"))
+        }
+        // Overlap skip: while the previous tick's job has not finished, due ticks get none.
+        if spec.overlap == .skip, let previous = jobRuns.first, let state = previous.jobState, !state.isTerminal {
+            for tick in fire {
+                notes.append((tick, "skipped: the previous run \(previous.jobID ?? "") is still \(state.rawValue) (overlap: skip)"))
+            }
+            fire = []
+        }
+        var jobs: [(tick: Date, spec: JobSpec)] = []
+        do {
+            for tick in fire {
+                jobs.append((tick, try spec.job(for: tick, id: JobID.make(at: now), reader: reader)))
+            }
+        } catch {
+            // The envelope no longer reads with this node's defaults: stop visibly, never silently.
+            if let paused = try await store.setSchedulePaused(id: spec.id, paused: true, reason: "its job cannot be enqueued: \(error)",
+                                                              ifVersion: record.version) {
+                outcome.paused.append(paused)
+            }
+            return
+        }
+        let result = try await store.fireSchedule(ScheduleFire(scheduleID: spec.id, expectedCursor: record.cursor,
+                                                               cursor: plan.cursor, jobs: jobs, notes: notes))
+        switch result {
+        case .superseded:
+            outcome.superseded.append(spec.id)
+        case .fired(let results):
+            for (job, result) in zip(jobs, results) {
+                outcome.fired.append(Fired(scheduleID: spec.id, tick: job.tick, jobID: result.jobID))
+            }
+            for note in notes { outcome.skipped.append((spec.id, note.tick, note.note)) }
+        }
+    }
+
+    /// Why the schedule must pause: its newest `threshold` finished runs since it was last
+    /// resumed all failed (dead-lettered or expired). Runs still waiting or running, and
+    /// cancelled ones, neither count nor break the streak.
+    static func failureStreak(_ runs: [ScheduleRun], since resumedAt: Date?, threshold: Int) -> String? {
+        var failed: [ScheduleRun] = []
+        for run in runs {
+            if let resumedAt, run.recordedAt < resumedAt { break }
+            guard let state = run.jobState else { continue }
+            if state == .dead || state == .expired {
+                failed.append(run)
+                if failed.count >= threshold { break }
+            } else if state == .succeeded {
+                break
+            }
+        }
+        guard failed.count >= threshold, let last = failed.first else { return nil }
+        return "\(failed.count) consecutive runs failed (last: job \(last.jobID ?? "") \(last.jobState?.rawValue ?? ""))"
+    }
+}
