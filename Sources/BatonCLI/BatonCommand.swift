@@ -16,7 +16,8 @@ public struct BatonCommand: AsyncParsableCommand {
             69 store unavailable; 70 internal error; 75 the node id is held by another live process.
             """,
         version: BatonVersion.current,
-        subcommands: [Up.self, Worker.self, Submit.self, Jobs.self, Show.self, DLQ.self, Gate.self, Lanes.self, Inbound.self, Cancel.self, Nodes.self,
+        subcommands: [Up.self, Worker.self, Submit.self, Jobs.self, Show.self, DLQ.self, Gate.self, Lanes.self, Inbound.self, Cron.self,
+                      Cancel.self, Nodes.self,
                       ConfigCommand.self]
     )
 
@@ -85,4 +86,29 @@ func bootstrapLogging(_ level: String?) {
         handler.logLevel = parsed
         return handler
     }
+}
+
+extension GlobalOptions {
+    /// Runs `body` with the configured store open, and closes the store afterwards, also when
+    /// `body` throws.
+    func withStore<T>(_ body: (any JobStore) async throws -> T) async throws -> T {
+        let store = try await openStore(try loadConfig())
+        do {
+            let result = try await body(store)
+            try await store.close()
+            return result
+        } catch {
+            try? await store.close()
+            throw error
+        }
+    }
+}
+
+/// The contents of `file`, or standard input for `-`.
+func readInput(_ file: String) throws(BatonError) -> Data {
+    if file == "-" { return FileHandle.standardInput.readDataToEndOfFile() }
+    guard let contents = FileManager.default.contents(atPath: file) else {
+        throw BatonError(.unreadableInput, field: file, "cannot read the file")
+    }
+    return contents
 }

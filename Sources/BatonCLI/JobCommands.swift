@@ -15,15 +15,7 @@ struct Submit: AsyncParsableCommand {
     func run() async throws {
         try await reporting {
             let config = try global.loadConfig()
-            let data: Data
-            if file == "-" {
-                data = FileHandle.standardInput.readDataToEndOfFile()
-            } else {
-                guard let contents = FileManager.default.contents(atPath: file) else {
-                    throw BatonError(.unreadableInput, field: file, "cannot read the file")
-                }
-                data = contents
-            }
+            let data = try readInput(file)
             // Everything is validated before anything is stored: a bad batch stores nothing.
             let specs = try EnvelopeReader(defaults: config.defaults).read(data)
             let store = try await openStore(config)

@@ -7,7 +7,7 @@ import Logging
 import ServiceLifecycle
 import UnixSignals
 
-/// Builds and runs a worker node until SIGTERM/SIGINT.
+/// Builds and runs a worker node and its scheduler until SIGTERM/SIGINT.
 enum NodeRunner {
     /// - Parameter reload: reads the configuration again (SIGHUP); lane caps apply at once.
     static func run(_ config: BatonConfig, banner: Bool, logLevel: String?,
@@ -33,9 +33,11 @@ enum NodeRunner {
                 "submit": "baton submit job.json", "list": "baton jobs",
             ])
         }
-        let reloader = ConfigReloader(worker: worker, current: config, load: reload, logger: logger)
+        let scheduler = Scheduler(store: store, schedules: config.schedules, reader: EnvelopeReader(defaults: config.defaults),
+                                  nodeID: node.id, alerts: .webhook(config.alerts.webhookURL), logger: logger)
+        let reloader = ConfigReloader(worker: worker, scheduler: scheduler, current: config, load: reload, logger: logger)
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: worker), .init(service: reloader)],
+            services: [.init(service: worker), .init(service: scheduler), .init(service: reloader)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()
@@ -45,7 +47,7 @@ enum NodeRunner {
 
 struct Up: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run an all-in-one node (worker and, as they land, API and scheduler) on ./baton.db.")
+        abstract: "Run an all-in-one node (worker and scheduler; the API as it lands) on ./baton.db.")
 
     @OptionGroup var global: GlobalOptions
 
@@ -58,7 +60,7 @@ struct Up: AsyncParsableCommand {
 }
 
 struct Worker: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run a worker node against the configured store.")
+    static let configuration = CommandConfiguration(abstract: "Run a worker node (with its scheduler) against the configured store.")
 
     @OptionGroup var global: GlobalOptions
 
@@ -101,10 +103,12 @@ struct Worker: AsyncParsableCommand {
 }
 
 /// Reloads the configuration on SIGHUP: lane caps are published to the cluster at once
-/// (running jobs untouched). A file that no longer reads is reported and the running
-/// configuration kept; settings that need a restart are named.
+/// (running jobs untouched), schedules are written at the scheduler's next pass. A file that
+/// no longer reads is reported and the running configuration kept; settings that need a
+/// restart are named.
 struct ConfigReloader: Service {
     let worker: WorkerNode
+    let scheduler: Scheduler
     let current: BatonConfig
     let load: @Sendable () throws -> BatonConfig
     let logger: Logger
@@ -127,6 +131,9 @@ struct ConfigReloader: Service {
                     logger.error("could not publish the reloaded lane caps", metadata: ["error": "\(error)"])
                     continue
                 }
+            }
+            if next.schedules != current.schedules || next.defaults != current.defaults {
+                scheduler.reload(schedules: next.schedules, reader: EnvelopeReader(defaults: next.defaults))
             }
             var needsRestart: [String] = []
             if next.store != current.store { needsRestart.append("store") }

@@ -21,6 +21,8 @@ public struct SchedulerPass: Sendable {
         public var scheduleID: String
         public var tick: Date
         public var jobID: String
+        /// How long after its tick the job was enqueued.
+        public var lateMs: Int64
     }
 
     public struct Outcome: Sendable {
@@ -40,8 +42,12 @@ public struct SchedulerPass: Sendable {
     public func run(now: Date) async throws -> Outcome {
         var outcome = Outcome()
         for record in try await store.schedules() where record.state == .active && record.spec.enabled {
+            let pausedOrDeleted = outcome.paused.count + outcome.deleted.count
             try await handle(record, now: now, into: &outcome)
-            if let next = try await store.schedules().first(where: { $0.id == record.id }).flatMap({ $0.nextFire(now: now) }) {
+            // Every tick up to now was handled (by this pass or another node's): the next is
+            // the first after now, or after the cursor when nothing was due yet.
+            if outcome.paused.count + outcome.deleted.count == pausedOrDeleted,
+               let next = record.spec.trigger.next(after: max(record.cursor, now)) {
                 outcome.nextDue = min(outcome.nextDue ?? next, next)
             }
         }
@@ -100,7 +106,8 @@ public struct SchedulerPass: Sendable {
             outcome.superseded.append(spec.id)
         case .fired(let results):
             for (job, result) in zip(jobs, results) {
-                outcome.fired.append(Fired(scheduleID: spec.id, tick: job.tick, jobID: result.jobID))
+                outcome.fired.append(Fired(scheduleID: spec.id, tick: job.tick, jobID: result.jobID,
+                                          lateMs: now.epochMilliseconds - job.tick.epochMilliseconds))
             }
             for note in notes { outcome.skipped.append((spec.id, note.tick, note.note)) }
         }

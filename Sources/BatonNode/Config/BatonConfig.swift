@@ -35,8 +35,12 @@ public struct BatonConfig: Sendable, Hashable {
     public var agents: [AgentSettings]
     /// `messages.inbound`: dedupe and debounce of chat messages.
     public var inbound: InboundSettings
+    /// `schedules:`: cron schedules every node keeps in the store (a node that starts or
+    /// reloads without one removes it; schedules added with `baton cron add` are not touched).
+    public var schedules: [ScheduleSpec]
 
     public init() {
+        schedules = []
         lanes = .standard
         agents = []
         inbound = .standard
@@ -120,6 +124,7 @@ public struct BatonConfig: Sendable, Hashable {
                 "debounceMs": .int(Int64(inbound.debounceMs)), "dedupeTtlSec": .int(Int64(inbound.dedupeTTLSec)),
                 "perChannel": .object(inbound.perChannelDebounceMs.mapValues { .object(["debounceMs": .int(Int64($0))]) }),
             ])]),
+            "schedules": .array(schedules.map(\.json)),
             "postgres": .object([
                 "schema": .string(postgres.schema),
                 "max_connections": .int(Int64(postgres.maxConnections)),

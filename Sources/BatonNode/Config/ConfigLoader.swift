@@ -13,7 +13,7 @@ public enum ConfigLoader {
     public static let defaultPath = "./baton.yaml"
 
     static let sectionKeys = ["store", "node", "defaults", "logs", "sqlite", "postgres", "gates", "alerts", "lanes",
-                              "agents", "sessions", "queue", "messages"]
+                              "agents", "sessions", "queue", "messages", "schedules"]
     static let gatesKeys = ["dead_letters", "window_sec"]
     static let alertsKeys = ["webhook_url"]
     static let nodeKeys = ["id", "region", "tags", "capacity", "poll_interval_ms", "drain_timeout_sec",
@@ -82,6 +82,18 @@ public enum ConfigLoader {
             config.gates.windowSec = try g.int("window_sec", in: 1...31_536_000) ?? config.gates.windowSec
         }
         try readLanes(r, into: &config)
+        if let schedules = try r.array("schedules", maxCount: 1000) {
+            // Read after `defaults`: a schedule's job is checked as this node will enqueue it.
+            let reader = EnvelopeReader(defaults: config.defaults)
+            for (index, item) in schedules.enumerated() {
+                let spec = try ScheduleSpec.read(item, path: "\(r.field("schedules"))[\(index)]", reader: reader)
+                if config.schedules.contains(where: { $0.id == spec.id }) {
+                    throw BatonError(.invalidInput, field: "\(r.field("schedules"))[\(index)].id",
+                                     "expected an id unique among the schedules, got \"\(spec.id)\" twice")
+                }
+                config.schedules.append(spec)
+            }
+        }
         if let alerts = r.value("alerts") {
             let a = try ObjectReader(alerts, path: r.field("alerts"), allowedKeys: alertsKeys)
             if let url = try a.string("webhook_url", maxLength: 4096) {

@@ -35,6 +35,16 @@ public struct Alerts: Sendable {
         ]), logger: logger)
     }
 
+    /// A schedule paused itself after repeated failures: it fires nothing until resumed.
+    public func schedulePaused(_ schedule: ScheduleRecord, nodeID: String, logger: Logger) {
+        logger.error("schedule paused after repeated failures; resume with `baton cron resume`",
+                     metadata: ["schedule": .string(schedule.id), "reason": .string(schedule.reason ?? "")])
+        send(.object([
+            "kind": .string("schedule_paused"), "schedule_id": .string(schedule.id), "reason": .string(schedule.reason ?? ""),
+            "node_id": .string(nodeID), "at": .string(ISO8601DateFormatter().string(from: schedule.pausedAt ?? Date())),
+        ]), logger: logger)
+    }
+
     private func send(_ document: JSONValue, logger: Logger) {
         guard let webhookURL, let post else { return }
         let body = document.encoded()
