@@ -281,4 +281,32 @@ struct ConfigTests {
         }
         #expect(notUTF8?.code == .invalidInput)
     }
+
+    @Test func schedulesAreReadWithTheirJobsCheckedAndEnterTheConfigHash() throws {
+        let yaml = """
+            schedules:
+              - id: nightly-build
+                cron: "0 3 * * 1-5"
+                timezone: Europe/Berlin
+                job: {stages: [{name: build, run: {shell: make}}]}
+              - id: pulse
+                every: 30s
+                overlap: queue
+                job: {stages: [{name: ping, run: {noop: {}}}]}
+            """
+        let config = try load(yaml)
+        #expect(config.schedules.map(\.id) == ["nightly-build", "pulse"])
+        #expect(config.schedules[0].trigger.summary == "cron 0 3 * * 1-5 (Europe/Berlin)")
+        #expect(config.schedules[1].overlap == .queue && config.schedules[1].lane == "cron")
+        #expect(config.configHash != BatonConfig.standard.configHash, "nodes with different schedules show drift")
+    }
+
+    @Test func badSchedulesNameTheField() {
+        #expect(failure("schedules: [{id: a, every: 1m, job: {stages: [{name: s, run: {noop: {}}}]}}, {id: a, every: 2m, job: {stages: [{name: s, run: {noop: {}}}]}}]")?
+            .description == "schedules[1].id: expected an id unique among the schedules, got \"a\" twice")
+        #expect(failure("schedules: [{id: a, cron: '61 * * * *', job: {stages: [{name: s, run: {noop: {}}}]}}]")?
+            .description == "schedules[0].cron: minute field \"61\": 61 is outside 0-59")
+        #expect(failure("schedules: [{id: a, every: 1m, job: {stages: [{name: s, run: {nope: {}}}]}}]")?.field?
+            .hasPrefix("schedules[0].job.stages[0].run") == true)
+    }
 }

@@ -114,5 +114,26 @@ extension MultiProcessTests {
             try await h.store.counts()[.dead] ?? 0 > jobs
         }
     }
+
+    /// `baton cron add` with a bad flag names the flag and stores nothing; a good one lists
+    /// with its next fire time.
+    @Test func cronAddNamesTheBadFlagAndStoresNothing() async throws {
+        let h = try await ProcessHarness()
+        defer { h.finish() }
+        let config = try h.config(node: "cli")
+        let job = h.directory.appendingPathComponent("job.json")
+        try #"{"stages": [{"name": "s", "run": {"noop": {}}}]}"#.write(to: job, atomically: true, encoding: .utf8)
+        let bad = try await h.cli(["cron", "add", "nightly", "--cron", "0 25 * * *", "--job", job.path, "--config", config])
+        #expect(bad.status == 65)
+        #expect(bad.output.contains("--cron: hour field \"25\": 25 is outside 0-23"), "\(bad.output)")
+        #expect(try await h.store.schedules().isEmpty)
+        let good = try await h.cli(["cron", "add", "nightly", "--cron", "0 3 * * *", "--timezone", "Asia/Tokyo", "--job", job.path,
+                                    "--config", config])
+        #expect(good.status == 0, "\(good.output)")
+        let list = try await h.cli(["cron", "list", "--config", config])
+        #expect(list.output.contains("cron 0 3 * * * (Asia/Tokyo)") && list.output.contains("T18:00:00.000Z"), "\(list.output)")
+        #expect(try await h.cli(["cron", "remove", "nightly", "--config", config]).status == 0)
+        #expect(try await h.cli(["cron", "remove", "nightly", "--config", config]).status == 1)
+    }
 }
 }
