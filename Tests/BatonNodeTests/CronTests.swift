@@ -135,5 +135,27 @@ extension MultiProcessTests {
         #expect(try await h.cli(["cron", "remove", "nightly", "--config", config]).status == 0)
         #expect(try await h.cli(["cron", "remove", "nightly", "--config", config]).status == 1)
     }
+
+    /// Schedules follow the configuration on SIGHUP: a new one is written, a removed one goes
+    /// (one added with `baton cron add` stays).
+    @Test func aReloadWritesNewConfigSchedulesAndRemovesDroppedOnes() async throws {
+        let h = try await ProcessHarness()
+        defer { h.finish() }
+        let job = "{stages: [{name: s, run: {noop: {}}}]}"
+        let worker = try h.startWorker("reload-a", logLevel: "info", extra: Self.schedule("first", "every: 1h", job: job))
+        try await h.waitUntil(timeout: 20, "the first schedule to be written") {
+            try await h.store.schedules().map(\.id) == ["first"]
+        }
+        let byHand = try ScheduleSpec.read(.object([
+            "id": .string("by-hand"), "every": .string("1h"),
+            "job": .object(["stages": .array([.object(["name": .string("s"), "run": .object(["noop": .object([:])])])])]),
+        ]), path: "")
+        _ = try await h.store.putSchedule(byHand, source: .api)
+        _ = try h.config(node: "reload-a", logLevel: "info", extra: Self.schedule("second", "cron: '0 6 * * *'", job: job))
+        h.signal(worker, SIGHUP)
+        try await h.waitUntil(timeout: 20, "the reloaded schedules to be written") {
+            try await h.store.schedules().map(\.id) == ["by-hand", "second"]
+        }
+    }
 }
 }
