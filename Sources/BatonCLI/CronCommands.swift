@@ -66,13 +66,19 @@ struct Cron: AsyncParsableCommand {
                 let spec = try file.map { file throws(BatonError) in
                     try ScheduleSpec.read(try JSONValue.parse(try readInput(file), what: file), path: "", reader: reader)
                 } ?? fromFlags(reader)
+                // Configuration may keep a one-shot that already ran; a new one in the past
+                // would never fire.
+                if case .at(let instant) = spec.trigger, instant <= Date() {
+                    throw BatonError(.invalidInput, field: file == nil ? "--at" : "at",
+                                     "\(ISO8601DateFormatter().string(from: instant)) is in the past: expected a time to come")
+                }
                 let record = try await global.withStore { try await $0.putSchedule(spec, source: .api) }
                 print("schedule \(record.id): \(record.spec.trigger.summary), next \(record.nextFire(now: Date()).map { Format.time($0) } ?? "never")")
             }
         }
 
         func fromFlags(_ reader: EnvelopeReader) throws(BatonError) -> ScheduleSpec {
-            guard let id else { throw BatonError(.invalidInput, field: "id", "is required: expected a schedule id (or --file)") }
+            guard let id else { throw BatonError(.invalidInput, field: "ID", "is required: expected a schedule id (or --file)") }
             guard let job else { throw BatonError(.invalidInput, field: "--job", "is required: expected the job envelope's file") }
             var fields: [String: JSONValue] = ["id": .string(id), "job": try JSONValue.parse(try readInput(job), what: job)]
             let strings = ["cron": cron, "timezone": timezone, "every": every, "at": at, "lane": lane, "overlap": overlap,
@@ -85,7 +91,9 @@ struct Cron: AsyncParsableCommand {
             } catch {
                 // Name the flag the user typed, not the document field.
                 var error = error
-                if let field = error.field, fields[field] != nil || ["cron", "every", "at"].contains(field) {
+                if error.field == "id" {
+                    error.field = "ID"
+                } else if let field = error.field, fields[field] != nil || ["cron", "every", "at"].contains(field) {
                     error.field = "--" + field.replacingOccurrences(of: "_", with: "-")
                 }
                 throw error

@@ -136,7 +136,10 @@ public struct CronExpression: Sendable, Hashable {
                     for minute in minuteList {
                         let wall = dayNumber * 86_400 + Int64(hour * 3600 + minute * 60)
                         if wall < start { continue }
-                        if let found = best, wall > bestWall + slack { return Date(timeIntervalSince1970: TimeInterval(found)) }
+                        // Away from a change of offset, the first match is the earliest.
+                        if let found = best, wall > bestWall + (nearChange ? slack : 0) {
+                            return Date(timeIntervalSince1970: TimeInterval(found))
+                        }
                         for instant in instants(ofWall: wall) where instant > t && instant < (best ?? .max) {
                             best = instant
                             bestWall = instant + Int64(timeZone.secondsFromGMT(for: Date(timeIntervalSince1970: TimeInterval(instant))))

@@ -31,7 +31,7 @@ public enum ScheduleTrigger: Sendable, Hashable {
             expression.timeZone.identifier == "UTC" || expression.timeZone.identifier == "GMT"
                 ? "cron \(expression.text)" : "cron \(expression.text) (\(expression.timeZone.identifier))"
         case .every(let seconds): "@every \(Self.duration(seconds))"
-        case .at(let instant): "at \(ISO8601DateFormatter().string(from: instant))"
+        case .at(let instant): "at \(ScheduleSpec.instantText(instant))"
         }
     }
 
@@ -207,6 +207,14 @@ public struct ScheduleSpec: Sendable, Hashable {
                             deleteAfterRun: deleteAfterRun)
     }
 
+    /// ISO 8601, with milliseconds when the instant has them (so that reading it back gives
+    /// the same instant).
+    static func instantText(_ instant: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        if instant.epochMilliseconds % 1000 != 0 { formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds] }
+        return formatter.string(from: instant)
+    }
+
     static func readInstant(_ text: String) -> Date? {
         let formatter = ISO8601DateFormatter()
         if let date = formatter.date(from: text) { return date }
@@ -229,7 +237,7 @@ public struct ScheduleSpec: Sendable, Hashable {
         case .every(let seconds):
             fields["every"] = .string(ScheduleTrigger.duration(seconds))
         case .at(let instant):
-            fields["at"] = .string(ISO8601DateFormatter().string(from: instant))
+            fields["at"] = .string(Self.instantText(instant))
             fields["delete_after_run"] = .bool(deleteAfterRun)
         }
         return .object(fields)
@@ -255,6 +263,10 @@ public struct ScheduleSpec: Sendable, Hashable {
         // At most this many ticks are looked at one by one; beyond that the oldest are only counted.
         let window = max(misfireLimit, 1) + 2
         var recent: [Date] = [first]
+        func remember(_ tick: Date) {
+            recent.append(tick)
+            if recent.count > window { recent.removeFirst(recent.count - window) }
+        }
         var total = 1
         var tick = first
         var visited = 0
@@ -268,14 +280,12 @@ public struct ScheduleSpec: Sendable, Hashable {
                 if skip > 0 {
                     tick = next.addingTimeInterval(Double(skip * seconds))
                     total += skip
-                    recent.append(tick)
-                    if recent.count > window { recent.removeFirst(recent.count - window) }
+                    remember(tick)
                     continue
                 }
             }
             tick = next
-            recent.append(next)
-            if recent.count > window { recent.removeFirst(recent.count - window) }
+            remember(next)
             // A cron schedule missed for months: the rest is handled by the next pass.
             visited += 1
             if visited > 200_000 { break }

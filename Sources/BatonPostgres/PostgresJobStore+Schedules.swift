@@ -8,15 +8,35 @@ extension PostgresJobStore {
     private var runsTable: String { "\(tables.schema).schedule_runs" }
 
     public func putSchedule(_ spec: ScheduleSpec, source: ScheduleSource) async throws -> ScheduleRecord {
-        let now = clock.now().epochMilliseconds
-        let row = try await rows("""
-            INSERT INTO \(unescaped: schedulesTable) (id, source, spec, state, cursor_ms, created_at, updated_at, version)
-            VALUES (\(spec.id), \(source.rawValue), \(spec.json.encodedString), 'active', \(now), \(now), \(now), 1)
-            ON CONFLICT (id) DO UPDATE SET source = EXCLUDED.source, spec = EXCLUDED.spec, updated_at = EXCLUDED.updated_at,
-                                           version = \(unescaped: schedulesTable).version + 1
-            RETURNING *
-            """)
-        return try Self.schedule(from: row[0])
+        let json = spec.json.encodedString
+        return try await transaction { connection, now in
+            let existing = try await connection.rows("""
+                SELECT * FROM \(unescaped: self.schedulesTable) WHERE id = \(spec.id) FOR UPDATE
+                """, logger: self.logger).first.map(Self.schedule(from:))
+            let row: PostgresRandomAccessRow?
+            if let existing {
+                try ScheduleRows.checkReplace(existing, with: spec, source: source)
+                // A new trigger starts from now: the old one's ticks are not missed ticks of the new.
+                let cursor = existing.spec.trigger == spec.trigger ? existing.cursor.epochMilliseconds
+                                                                    : max(existing.cursor.epochMilliseconds, now)
+                row = try await connection.rows("""
+                    UPDATE \(unescaped: self.schedulesTable) SET source = \(source.rawValue), spec = \(json), cursor_ms = \(cursor),
+                        updated_at = \(now), version = version + 1
+                    WHERE id = \(spec.id) RETURNING *
+                    """, logger: self.logger).first
+            } else {
+                // Two nodes writing the same new configuration schedule: the second one's
+                // insert finds the first's row and changes nothing.
+                row = try await connection.rows("""
+                    INSERT INTO \(unescaped: self.schedulesTable) (id, source, spec, state, cursor_ms, created_at, updated_at, version)
+                    VALUES (\(spec.id), \(source.rawValue), \(json), 'active', \(now), \(now), \(now), 1)
+                    ON CONFLICT (id) DO UPDATE SET updated_at = \(unescaped: self.schedulesTable).updated_at
+                    RETURNING *
+                    """, logger: self.logger).first
+            }
+            guard let row else { throw BatonError(.internal, "schedule \(spec.id) was not written") }
+            return try Self.schedule(from: row)
+        }
     }
 
     public func removeSchedule(id: String) async throws {
@@ -64,6 +84,7 @@ extension PostgresJobStore {
                 let moved = try await connection.rows("""
                     UPDATE \(unescaped: self.schedulesTable) SET cursor_ms = \(cursor.epochMilliseconds)
                     WHERE id = \(fire.scheduleID) AND cursor_ms = \(expected.epochMilliseconds) AND state = 'active'
+                      AND (\(fire.expectedVersion ?? -1) < 0 OR version = \(fire.expectedVersion ?? -1))
                     RETURNING id
                     """, logger: self.logger)
                 if moved.isEmpty {
@@ -90,6 +111,15 @@ extension PostgresJobStore {
                     ORDER BY t.ord
                     """, logger: self.logger)
             }
+            if !fire.notes.isEmpty {
+                // Ticks without a job (a long run under overlap skip: one a tick) keep only
+                // their newest records.
+                try await connection.rows("""
+                    DELETE FROM \(unescaped: self.runsTable) WHERE schedule_id = \(fire.scheduleID) AND job_id IS NULL AND seq <= (
+                        SELECT seq FROM \(unescaped: self.runsTable) WHERE schedule_id = \(fire.scheduleID) AND job_id IS NULL
+                        ORDER BY seq DESC LIMIT 1 OFFSET \(Int64(ScheduleRows.notesKept)))
+                    """, logger: self.logger)
+            }
             if !results.isEmpty {
                 try await connection.rows("SELECT pg_notify(\(self.tables.channel), '')", logger: self.logger)
             }
@@ -99,10 +129,10 @@ extension PostgresJobStore {
         return result
     }
 
-    public func scheduleRuns(id: String, limit: Int) async throws -> [ScheduleRun] {
+    public func scheduleRuns(id: String, limit: Int, jobsOnly: Bool) async throws -> [ScheduleRun] {
         try await rows("""
             SELECT r.*, j.state AS job_state FROM \(unescaped: runsTable) r LEFT JOIN \(unescaped: tables.jobs) j ON j.id = r.job_id
-            WHERE r.schedule_id = \(id) ORDER BY r.seq DESC LIMIT \(Int64(limit))
+            WHERE r.schedule_id = \(id) AND (NOT \(jobsOnly) OR r.job_id IS NOT NULL) ORDER BY r.seq DESC LIMIT \(Int64(limit))
             """).map { row in
             ScheduleRun(scheduleID: try row.get("schedule_id"), tick: Date(epochMilliseconds: try row.get("tick_ms")),
                         jobID: try row.get("job_id", as: String?.self), manual: try row.get("manual"),

@@ -7,12 +7,20 @@ extension SQLiteJobStore {
     public func putSchedule(_ spec: ScheduleSpec, source: ScheduleSource) async throws -> ScheduleRecord {
         let json = spec.json.encodedString
         return try await write { db, now in
-            try db.execute(sql: """
-                INSERT INTO schedules (id, source, spec, state, cursor_ms, created_at, updated_at, version)
-                VALUES (?, ?, ?, 'active', ?, ?, ?, 1)
-                ON CONFLICT (id) DO UPDATE SET source = excluded.source, spec = excluded.spec, updated_at = excluded.updated_at,
-                                               version = schedules.version + 1
-                """, arguments: [spec.id, source.rawValue, json, now, now, now])
+            if let existing = try Self.schedule(db, id: spec.id) {
+                try ScheduleRows.checkReplace(existing, with: spec, source: source)
+                // A new trigger starts from now: the old one's ticks are not missed ticks of the new.
+                let cursor = existing.spec.trigger == spec.trigger ? existing.cursor.epochMilliseconds
+                                                                    : max(existing.cursor.epochMilliseconds, now)
+                try db.execute(sql: """
+                    UPDATE schedules SET source = ?, spec = ?, cursor_ms = ?, updated_at = ?, version = version + 1 WHERE id = ?
+                    """, arguments: [source.rawValue, json, cursor, now, spec.id])
+            } else {
+                try db.execute(sql: """
+                    INSERT INTO schedules (id, source, spec, state, cursor_ms, created_at, updated_at, version)
+                    VALUES (?, ?, ?, 'active', ?, ?, ?, 1)
+                    """, arguments: [spec.id, source.rawValue, json, now, now, now])
+            }
             return try Self.schedule(db, id: spec.id)!
         }
     }
@@ -56,8 +64,9 @@ extension SQLiteJobStore {
                 // The tick's claim across nodes: only the pass that still sees the cursor it
                 // decided from moves it, and enqueues.
                 try db.execute(sql: """
-                    UPDATE schedules SET cursor_ms = ? WHERE id = ? AND cursor_ms = ? AND state = 'active'
-                    """, arguments: [cursor.epochMilliseconds, fire.scheduleID, expected.epochMilliseconds])
+                    UPDATE schedules SET cursor_ms = ? WHERE id = ? AND cursor_ms = ? AND state = 'active' AND (? IS NULL OR version = ?)
+                    """, arguments: [cursor.epochMilliseconds, fire.scheduleID, expected.epochMilliseconds, fire.expectedVersion,
+                                     fire.expectedVersion])
                 if db.changesCount == 0 {
                     guard try Self.schedule(db, id: fire.scheduleID) != nil else { throw ScheduleRows.notFound(fire.scheduleID) }
                     return .superseded
@@ -78,18 +87,26 @@ extension SQLiteJobStore {
                     INSERT INTO schedule_runs (schedule_id, tick_ms, job_id, manual, note, at) VALUES (?, ?, NULL, 0, ?, ?)
                     """, arguments: [fire.scheduleID, tick.epochMilliseconds, note, now])
             }
+            if !notes.isEmpty {
+                // Ticks without a job (a long run under overlap skip: one a tick) keep only
+                // their newest records.
+                try db.execute(sql: """
+                    DELETE FROM schedule_runs WHERE schedule_id = ? AND job_id IS NULL AND seq <= (
+                        SELECT seq FROM schedule_runs WHERE schedule_id = ? AND job_id IS NULL ORDER BY seq DESC LIMIT 1 OFFSET ?)
+                    """, arguments: [fire.scheduleID, fire.scheduleID, ScheduleRows.notesKept])
+            }
             return .fired(results)
         }
         if !jobs.isEmpty { signal.notify() }
         return result
     }
 
-    public func scheduleRuns(id: String, limit: Int) async throws -> [ScheduleRun] {
+    public func scheduleRuns(id: String, limit: Int, jobsOnly: Bool) async throws -> [ScheduleRun] {
         try await read { db in
             try Row.fetchAll(db, sql: """
                 SELECT r.*, j.state AS job_state FROM schedule_runs r LEFT JOIN jobs j ON j.id = r.job_id
-                WHERE r.schedule_id = ? ORDER BY r.seq DESC LIMIT ?
-                """, arguments: [id, limit]).map { row in
+                WHERE r.schedule_id = ? AND (? = 0 OR r.job_id IS NOT NULL) ORDER BY r.seq DESC LIMIT ?
+                """, arguments: [id, jobsOnly, limit]).map { row in
                 ScheduleRun(scheduleID: row["schedule_id"], tick: Date(epochMilliseconds: row["tick_ms"]), jobID: row["job_id"],
                             manual: row["manual"], note: row["note"], jobState: (row["job_state"] as String?).flatMap(JobState.init),
                             recordedAt: Date(epochMilliseconds: row["at"]))

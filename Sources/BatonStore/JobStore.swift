@@ -113,8 +113,9 @@ public protocol JobStore: Sendable {
     /// Carries out one scheduler decision atomically (see `ScheduleFire`). Throws `notFound`.
     func fireSchedule(_ fire: ScheduleFire) async throws -> ScheduleFireResult
 
-    /// A schedule's runs, newest first, with their jobs' current states.
-    func scheduleRuns(id: String, limit: Int) async throws -> [ScheduleRun]
+    /// A schedule's runs, newest first, with their jobs' current states; with `jobsOnly`, the
+    /// ticks that enqueued a job (not the ones skipped or missed).
+    func scheduleRuns(id: String, limit: Int, jobsOnly: Bool) async throws -> [ScheduleRun]
 
     // MARK: Human gates
 
@@ -154,6 +155,10 @@ extension JobStore {
             throw BatonError(.internal, "complete returned no result")
         }
         return result
+    }
+
+    public func scheduleRuns(id: String, limit: Int) async throws -> [ScheduleRun] {
+        try await scheduleRuns(id: id, limit: limit, jobsOnly: false)
     }
 
     public func redrive(jobID: String) async throws -> JobRecord {

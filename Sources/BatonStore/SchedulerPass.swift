@@ -35,6 +35,8 @@ public struct SchedulerPass: Sendable {
         public var deleted: [String] = []
         /// Schedules whose due ticks another node handled first.
         public var superseded: [String] = []
+        /// Schedules this pass could not handle, with the error.
+        public var failed: [(scheduleID: String, error: String)] = []
         /// When the next tick of any active schedule is due.
         public var nextDue: Date?
     }
@@ -43,7 +45,14 @@ public struct SchedulerPass: Sendable {
         var outcome = Outcome()
         for record in try await store.schedules() where record.state == .active && record.spec.enabled {
             let pausedOrDeleted = outcome.paused.count + outcome.deleted.count
-            try await handle(record, now: now, into: &outcome)
+            do {
+                try await handle(record, now: now, into: &outcome)
+            } catch {
+                // One schedule's trouble (a store error, a race with another node deleting
+                // it) never holds up the others.
+                outcome.failed.append((record.id, "\(error)"))
+                continue
+            }
             // Every tick up to now was handled (by this pass or another node's): the next is
             // the first after now, or after the cursor when nothing was due yet.
             if outcome.paused.count + outcome.deleted.count == pausedOrDeleted,
@@ -56,24 +65,29 @@ public struct SchedulerPass: Sendable {
 
     private func handle(_ record: ScheduleRecord, now: Date, into outcome: inout Outcome) async throws {
         let spec = record.spec
-        let runs = try await store.scheduleRuns(id: spec.id, limit: spec.pauseAfterFailures + 20)
-        let jobRuns = runs.filter { $0.jobID != nil }
-        if case .at = spec.trigger, spec.deleteAfterRun, jobRuns.first?.jobState == .succeeded {
-            try await store.removeSchedule(id: spec.id)
-            outcome.deleted.append(spec.id)
+        let plan = spec.plan(cursor: record.cursor, now: now)
+        var oneShotFired = false
+        if case .at(let instant) = spec.trigger, record.cursor >= instant { oneShotFired = true }
+        // Between ticks there is nothing to decide: runs are read when a tick is due (so a
+        // failing schedule pauses before it would fire again) or when a one-shot has fired.
+        guard plan != nil || oneShotFired else { return }
+        let jobRuns = try await store.scheduleRuns(id: spec.id, limit: spec.pauseAfterFailures + 10, jobsOnly: true)
+        if oneShotFired, let run = jobRuns.first(where: { !$0.manual }), let state = run.jobState, state.isTerminal {
+            if state == .succeeded && spec.deleteAfterRun {
+                try await store.removeSchedule(id: spec.id)
+                outcome.deleted.append(spec.id)
+            } else if state != .succeeded {
+                try await pause(record, reason: "its one-shot run \(run.jobID ?? "") ended \(state.rawValue)", lastFailed: run.jobID,
+                                into: &outcome)
+            }
             return
         }
-        if var reason = Self.failureStreak(jobRuns, since: record.resumedAt, threshold: spec.pauseAfterFailures) {
-            if let last = jobRuns.first(where: { $0.jobState == .dead || $0.jobState == .expired })?.jobID,
-               let job = try await store.job(id: last), let why = job.lastReason {
-                reason += ": \(why)" + (job.lastMessage.map { " (\($0.prefix(200)))" } ?? "")
-            }
-            if let paused = try await store.setSchedulePaused(id: spec.id, paused: true, reason: reason, ifVersion: record.version) {
-                outcome.paused.append(paused)
-            }
+        if let reason = Self.failureStreak(jobRuns, since: record.resumedAt, threshold: spec.pauseAfterFailures) {
+            try await pause(record, reason: reason,
+                            lastFailed: jobRuns.first(where: { $0.jobState == .dead || $0.jobState == .expired })?.jobID, into: &outcome)
             return
         }
-        guard let plan = spec.plan(cursor: record.cursor, now: now) else { return }
+        guard let plan else { return }
         var fire = plan.fire
         var notes: [(tick: Date, note: String)] = []
         if plan.missed > 0 {
@@ -93,14 +107,12 @@ public struct SchedulerPass: Sendable {
             }
         } catch {
             // The envelope no longer reads with this node's defaults: stop visibly, never silently.
-            if let paused = try await store.setSchedulePaused(id: spec.id, paused: true, reason: "its job cannot be enqueued: \(error)",
-                                                              ifVersion: record.version) {
-                outcome.paused.append(paused)
-            }
+            try await pause(record, reason: "its job cannot be enqueued: \(error)", lastFailed: nil, into: &outcome)
             return
         }
         let result = try await store.fireSchedule(ScheduleFire(scheduleID: spec.id, expectedCursor: record.cursor,
-                                                               cursor: plan.cursor, jobs: jobs, notes: notes))
+                                                               expectedVersion: record.version, cursor: plan.cursor,
+                                                               jobs: jobs, notes: notes))
         switch result {
         case .superseded:
             outcome.superseded.append(spec.id)
@@ -110,6 +122,18 @@ public struct SchedulerPass: Sendable {
                                           lateMs: now.epochMilliseconds - job.tick.epochMilliseconds))
             }
             for note in notes { outcome.skipped.append((spec.id, note.tick, note.note)) }
+        }
+    }
+
+    /// Pauses the schedule (unless it changed since it was read), naming the last failed
+    /// job's reason.
+    private func pause(_ record: ScheduleRecord, reason: String, lastFailed: String?, into outcome: inout Outcome) async throws {
+        var reason = reason
+        if let lastFailed, let job = try await store.job(id: lastFailed), let why = job.lastReason {
+            reason += ": \(why)" + (job.lastMessage.map { " (\($0.prefix(200)))" } ?? "")
+        }
+        if let paused = try await store.setSchedulePaused(id: record.id, paused: true, reason: reason, ifVersion: record.version) {
+            outcome.paused.append(paused)
         }
     }
 

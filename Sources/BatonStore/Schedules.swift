@@ -92,15 +92,19 @@ public struct ScheduleFire: Sendable {
     public var scheduleID: String
     /// The cursor the decision was made from; nil for a manual run, which leaves it alone.
     public var expectedCursor: Date?
+    /// The definition the decision was made from: a schedule redefined, disabled or paused
+    /// since does not fire on its old definition.
+    public var expectedVersion: Int64?
     public var cursor: Date?
     public var jobs: [(tick: Date, spec: JobSpec)]
     /// Ticks recorded without a job (skipped for overlap, missed), with why.
     public var notes: [(tick: Date, note: String)]
 
-    public init(scheduleID: String, expectedCursor: Date?, cursor: Date?, jobs: [(tick: Date, spec: JobSpec)],
-                notes: [(tick: Date, note: String)] = []) {
+    public init(scheduleID: String, expectedCursor: Date?, expectedVersion: Int64? = nil, cursor: Date?,
+                jobs: [(tick: Date, spec: JobSpec)], notes: [(tick: Date, note: String)] = []) {
         self.scheduleID = scheduleID
         self.expectedCursor = expectedCursor
+        self.expectedVersion = expectedVersion
         self.cursor = cursor
         self.jobs = jobs
         self.notes = notes
@@ -136,8 +140,20 @@ extension JobStore {
     }
 }
 
-/// What both engines share in reading schedule rows.
+/// What both engines share in reading and writing schedule rows.
 public enum ScheduleRows {
+    /// Records of ticks without a job kept per schedule (the newest).
+    public static let notesKept = 100
+
+    /// A schedule from the configuration is changed there, not through the CLI or API (the
+    /// next configuration sync would undo it).
+    public static func checkReplace(_ existing: ScheduleRecord, with spec: ScheduleSpec, source: ScheduleSource) throws {
+        if existing.source == .config && source == .api {
+            throw BatonError(.invalidState, field: "id",
+                             "schedule \"\(spec.id)\" is defined in the configuration (schedules:); change it there, or use another id")
+        }
+    }
+
     public static func notFound(_ id: String) -> BatonError {
         BatonError(.notFound, field: "schedule", "no schedule with id \"\(id)\"")
     }

@@ -263,10 +263,11 @@ extension JobStoreConformance {
             _ = try await h.store.putSchedule(try h.schedule("b", ["every": .string("1m")]), source: .api)
             _ = try await h.store.setSchedulePaused(id: "a", paused: true, reason: "by hand", ifVersion: nil)
             h.clock.advance(by: 30)
-            let changed = try await h.store.putSchedule(try h.schedule("a", ["every": .string("5m")]), source: .config)
+            let changed = try await h.store.putSchedule(try h.schedule("a", ["every": .string("1m")], ["lane": .string("reports")]),
+                                                        source: .config)
             #expect(changed.state == .paused && changed.reason == "by hand")
             #expect(changed.cursor == first.cursor)
-            #expect(changed.spec.trigger == .every(seconds: 300))
+            #expect(changed.spec.lane == "reports")
             #expect(changed.version > first.version)
             // A stale version does not pause: the schedule changed since it was read.
             #expect(try await h.store.setSchedulePaused(id: "a", paused: true, reason: "late", ifVersion: first.version) == nil)
@@ -279,6 +280,66 @@ extension JobStoreConformance {
             await expectError(.notFound, "pausing a schedule that does not exist") {
                 _ = try await h.store.setSchedulePaused(id: "zz", paused: true, reason: nil, ifVersion: nil)
             }
+        },
+
+        ConformanceCase("aRunLongerThanManyTicksStillBlocksOverlapAndItsSkippedTicksAreTrimmed") { h in
+            h.clock.set(at("2027-01-15T10:00:00Z").addingTimeInterval(0.5))
+            _ = try await h.store.putSchedule(try h.schedule(["every": .string("1s")], ["pause_after_failures": .int(1)]), source: .api)
+            h.clock.advance(by: 1)
+            #expect(try await h.pass().fired.count == 1)
+            let lease = try await h.claimOne("n1")
+            var fired = 0
+            for _ in 0..<150 {
+                h.clock.advance(by: 1)
+                fired += try await h.pass().fired.count
+            }
+            #expect(fired == 0, "the run is still going after 150 ticks: none of them starts another")
+            let notes = try await h.store.scheduleRuns(id: "tick", limit: 1000).filter { $0.jobID == nil }
+            #expect(notes.count == ScheduleRows.notesKept, "only the newest skipped ticks are kept")
+            _ = try await h.store.heartbeat([lease])
+        },
+
+        ConformanceCase("aManualRunOfAOneShotDoesNotCountAsItsRun") { h in
+            h.clock.set(at("2027-01-15T10:00:00Z"))
+            let record = try await h.store.putSchedule(
+                try h.schedule(["at": .string("2027-01-15T12:00:00Z")], ["delete_after_run": .bool(true)]), source: .api)
+            let now = h.clock.now
+            _ = try await h.store.fireSchedule(ScheduleFire(
+                scheduleID: "tick", expectedCursor: nil, cursor: nil,
+                jobs: [(now, try record.spec.job(for: now, manual: true, id: "try-it", reader: EnvelopeReader()))]))
+            #expect(try await h.runToSuccess("n1") == "try-it")
+            h.clock.advance(by: 60)
+            #expect(try await h.pass().deleted.isEmpty, "the one-shot has not run yet")
+            h.clock.set(at("2027-01-15T12:00:01Z"))
+            #expect(try await h.pass().fired.count == 1)
+            _ = try await h.runToSuccess("n1")
+            h.clock.advance(by: 1)
+            #expect(try await h.pass().deleted == ["tick"])
+        },
+
+        ConformanceCase("aNewTriggerStartsFromNowAndAStaleDefinitionDoesNotFire") { h in
+            h.clock.set(at("2027-01-15T10:00:30Z"))
+            let first = try await h.store.putSchedule(try h.schedule(["cron": .string("0 3 * * *")]), source: .api)
+            h.clock.set(at("2027-01-15T15:00:30Z"))
+            let changed = try await h.store.putSchedule(try h.schedule(["cron": .string("0 * * * *")]), source: .api)
+            #expect(changed.cursor == h.clock.now, "the hours before the change are not missed ticks of the new trigger")
+            #expect(try await h.pass().fired.isEmpty)
+            // A pass that read the old definition cannot fire once the schedule changed.
+            let tick = at("2027-01-15T16:00:00Z")
+            h.clock.set(tick.addingTimeInterval(1))
+            let stale = try await h.store.fireSchedule(ScheduleFire(
+                scheduleID: "tick", expectedCursor: changed.cursor, expectedVersion: first.version, cursor: tick,
+                jobs: [(tick, try first.spec.job(for: tick, id: "old", reader: EnvelopeReader()))]))
+            #expect(stale == .superseded)
+            #expect(try await h.pass().fired.map(\.tick) == [tick])
+        },
+
+        ConformanceCase("aConfigurationScheduleIsNotReplacedThroughTheAPI") { h in
+            _ = try await h.store.putSchedule(try h.schedule(["every": .string("1m")]), source: .config)
+            await expectError(.invalidState, "replacing a configuration schedule through the API") {
+                _ = try await h.store.putSchedule(try h.schedule(["every": .string("5m")]), source: .api)
+            }
+            #expect(try await h.scheduleRecord("tick").spec.trigger == .every(seconds: 60))
         },
     ]
 }

@@ -15,8 +15,16 @@ public final class Scheduler: Service, Sendable {
     let alerts: Alerts
     let logger: Logger
     let maxSleepSec: Double
-    /// The configuration's schedules and the reader for their jobs (replaced on reload).
-    let settings: Mutex<(schedules: [ScheduleSpec], reader: EnvelopeReader, synced: Bool)>
+    /// The configuration's schedules and the reader for their jobs (replaced on reload), and
+    /// whether the store has this generation of them.
+    let settings: Mutex<Settings>
+    struct Settings {
+        var schedules: [ScheduleSpec]
+        var reader: EnvelopeReader
+        var generation = 0
+        var syncedGeneration = -1
+        var needsSync: Bool { syncedGeneration != generation }
+    }
     let wake = WorkSignal()
 
     public init(store: any JobStore, schedules: [ScheduleSpec], reader: EnvelopeReader, nodeID: String, clock: BatonClock = .system,
@@ -29,48 +37,55 @@ public final class Scheduler: Service, Sendable {
         var logger = logger
         logger[metadataKey: "node.id"] = .string(nodeID)
         self.logger = logger
-        self.settings = Mutex((schedules, reader, false))
+        self.settings = Mutex(Settings(schedules: schedules, reader: reader))
     }
 
     /// Takes the schedules of a reloaded configuration; they are written at the next pass.
     public func reload(schedules: [ScheduleSpec], reader: EnvelopeReader) {
-        settings.withLock { $0 = (schedules, reader, false) }
+        settings.withLock {
+            $0.schedules = schedules
+            $0.reader = reader
+            $0.generation += 1
+        }
         wake.notify()
     }
 
     public func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            let nextDue = await pass()
-            // Short sleeps, so that a stop never waits out a long one.
+            let (nextDue, failed) = await pass()
+            // Short sleeps, so that a stop never waits out a long one; a reload wakes it
+            // (unless the pass failed: the store gets a second before the next try).
             while !Task.isShuttingDownGracefully && !Task.isCancelled {
-                let left = (nextDue ?? .distantFuture).timeIntervalSince(clock.now())
-                if left <= 0 || settings.withLock({ !$0.synced }) { break }
+                let left = nextDue.timeIntervalSince(clock.now())
+                if left <= 0 || (!failed && settings.withLock({ $0.needsSync })) { break }
                 await wake.wait(upTo: min(left, 0.25))
             }
         }
     }
 
-    /// One pass; returns when the next tick is due (at most `maxSleepSec` away).
-    func pass() async -> Date? {
-        let (schedules, reader, synced) = settings.withLock { $0 }
+    /// One pass; returns when the next tick is due (at most `maxSleepSec` away) and whether
+    /// the pass failed.
+    func pass() async -> (next: Date, failed: Bool) {
+        let current = settings.withLock { $0 }
         let now = clock.now()
         do {
-            if !synced {
-                let (written, removed) = try await store.syncConfigSchedules(schedules)
-                settings.withLock { $0.synced = true }
+            if current.needsSync {
+                let (written, removed) = try await store.syncConfigSchedules(current.schedules)
+                // A reload during the sync is a new generation: it is written at the next pass.
+                settings.withLock { $0.syncedGeneration = current.generation }
                 if !written.isEmpty || !removed.isEmpty {
                     logger.notice("configuration schedules written", metadata: [
                         "written": .string(written.joined(separator: ",")), "removed": .string(removed.joined(separator: ",")),
                     ])
                 }
             }
-            let outcome = try await SchedulerPass(store: store, reader: reader).run(now: now)
+            let outcome = try await SchedulerPass(store: store, reader: current.reader).run(now: now)
             report(outcome)
             let ceiling = clock.now().addingTimeInterval(maxSleepSec)
-            return min(outcome.nextDue ?? ceiling, ceiling)
+            return (min(outcome.nextDue ?? ceiling, ceiling), false)
         } catch {
             logger.warning("scheduler pass failed", metadata: ["error": "\(error)"])
-            return clock.now().addingTimeInterval(maxSleepSec)
+            return (clock.now().addingTimeInterval(maxSleepSec), true)
         }
     }
 
@@ -94,6 +109,9 @@ public final class Scheduler: Service, Sendable {
         }
         for record in outcome.paused {
             alerts.schedulePaused(record, nodeID: nodeID, logger: logger)
+        }
+        for (id, error) in outcome.failed {
+            logger.warning("schedule not handled in this pass", metadata: ["schedule": .string(id), "error": .string(error)])
         }
         for id in outcome.deleted {
             logger.info("one-shot schedule done and deleted (delete_after_run)", metadata: ["schedule": .string(id)])
