@@ -24,7 +24,7 @@ struct Cron: AsyncParsableCommand {
                     }
                     return listed
                 }
-                if json { return printJSON(.array(listed.map { Cron.json($0.0, last: $0.1, now: now) })) }
+                if json { return printJSON(.array(listed.map { $0.0.json(last: $0.1, now: now) })) }
                 var table = Table("ID", "STATE", "WHEN", "LANE", "NEXT", "LAST TICK", "LAST RUN", "SOURCE")
                 for (record, last) in listed {
                     let state = record.state == .paused ? "paused: \(record.reason ?? "")" : record.spec.enabled ? "active" : "disabled"
@@ -169,22 +169,5 @@ struct Cron: AsyncParsableCommand {
                 print("\(jobID)  enqueued (manual run of \(id))")
             }
         }
-    }
-
-    static func json(_ record: ScheduleRecord, last: ScheduleRun?, now: Date) -> JSONValue {
-        var fields: [String: JSONValue] = [
-            "id": .string(record.id), "state": .string(record.state.rawValue), "source": .string(record.source.rawValue),
-            "schedule": record.spec.json, "last_tick": .string(Format.time(record.cursor)),
-        ]
-        if let reason = record.reason { fields["reason"] = .string(reason) }
-        if let next = record.nextFire(now: now) { fields["next_fire"] = .string(Format.time(next)) }
-        if let last {
-            var run: [String: JSONValue] = ["tick": .string(Format.time(last.tick)), "manual": .bool(last.manual)]
-            if let job = last.jobID { run["job_id"] = .string(job) }
-            if let state = last.jobState { run["job_state"] = .string(state.rawValue) }
-            if let note = last.note { run["note"] = .string(note) }
-            fields["last_run"] = .object(run)
-        }
-        return .object(fields)
     }
 }

@@ -84,13 +84,7 @@ struct Show: AsyncParsableCommand {
             }
             try await store.close()
             if json {
-                return printJSON(.object([
-                    "job": detail.job.json,
-                    "envelope": detail.job.spec.envelope,
-                    "stages": .array(detail.stages.map(\.json)),
-                    "attempts": .array(detail.attempts.map(\.json)),
-                    "events": .array(detail.events.map(\.json)),
-                ]))
+                return printJSON(detail.json)
             }
             print(Self.render(detail))
         }

@@ -30,22 +30,6 @@ struct Lanes: AsyncParsableCommand {
     static func ms(_ value: Int64?) -> String { value.map { "\($0) ms" } ?? "-" }
 }
 
-extension LaneStats {
-    var json: JSONValue {
-        var fields: [String: JSONValue] = [
-            "lane": .string(name), "running": .int(Int64(running)), "waiting": .int(Int64(waiting)), "ready": .int(Int64(ready)),
-            "wait_samples": .int(Int64(wait.count)),
-        ]
-        if let cap { fields["cap"] = .int(Int64(cap)) }
-        if let oldestReadySec { fields["oldest_ready_sec"] = .double(oldestReadySec) }
-        if let p = wait.p50Ms { fields["wait_p50_ms"] = .int(p) }
-        if let p = wait.p90Ms { fields["wait_p90_ms"] = .int(p) }
-        if let p = wait.p99Ms { fields["wait_p99_ms"] = .int(p) }
-        if let p = wait.maxMs { fields["wait_max_ms"] = .int(p) }
-        return .object(fields)
-    }
-}
-
 struct Inbound: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Hand Baton one inbound chat message: duplicates are dropped, quick successive messages of a session batched (messages.inbound).")

@@ -89,22 +89,16 @@ public final class Scheduler: Service, Sendable {
         }
     }
 
-    static func iso(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: date)
-    }
-
     private func report(_ outcome: SchedulerPass.Outcome) {
         for fired in outcome.fired {
             logger.info("schedule fired", metadata: [
-                "schedule": .string(fired.scheduleID), "tick": .string(Self.iso(fired.tick)), "job.id": .string(fired.jobID),
+                "schedule": .string(fired.scheduleID), "tick": .string(JSONTime.string(fired.tick)), "job.id": .string(fired.jobID),
                 "late_ms": .stringConvertible(fired.lateMs),
             ])
         }
         for skipped in outcome.skipped {
             logger.notice("schedule tick without a job", metadata: [
-                "schedule": .string(skipped.scheduleID), "tick": .string(Self.iso(skipped.tick)), "why": .string(skipped.note),
+                "schedule": .string(skipped.scheduleID), "tick": .string(JSONTime.string(skipped.tick)), "why": .string(skipped.note),
             ])
         }
         for record in outcome.paused {
