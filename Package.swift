@@ -35,7 +35,7 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
-        // Tests only: a real local HTTP server for the http stage executor, and its header types.
+        // The HTTP API's server (and, in tests, a scripted server for the http stage executor).
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
@@ -94,11 +94,26 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The HTTP face: the API (Hummingbird) over a store, with bearer-token scopes.
+        .target(
+            name: "BatonAPI",
+            dependencies: [
+                "BatonCore", "BatonStore", "BatonNode",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            // The OpenAPI document, served at /openapi.json and checked against the routes.
+            resources: [.copy("openapi.json")],
+            swiftSettings: swiftSettings
+        ),
         // The command tree, kept in a library so tests can drive it without a shell.
         .target(
             name: "BatonCLI",
             dependencies: [
-                "BatonCore", "BatonStore", "BatonSQLite", "BatonPostgres", "BatonNode",
+                "BatonCore", "BatonStore", "BatonSQLite", "BatonPostgres", "BatonNode", "BatonAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),

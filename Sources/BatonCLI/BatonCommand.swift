@@ -16,7 +16,7 @@ public struct BatonCommand: AsyncParsableCommand {
             69 store unavailable; 70 internal error; 75 the node id is held by another live process.
             """,
         version: BatonVersion.current,
-        subcommands: [Up.self, Worker.self, Submit.self, Jobs.self, Show.self, DLQ.self, Gate.self, Lanes.self, Inbound.self, Cron.self,
+        subcommands: [Up.self, Worker.self, Server.self, Submit.self, Jobs.self, Show.self, DLQ.self, Gate.self, Lanes.self, Inbound.self, Cron.self,
                       Cancel.self, Nodes.self,
                       ConfigCommand.self]
     )

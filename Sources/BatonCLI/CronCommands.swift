@@ -154,17 +154,8 @@ struct Cron: AsyncParsableCommand {
         func run() async throws {
             try await reporting {
                 let config = try global.loadConfig()
-                let jobID = try await global.withStore { store -> String in
-                    guard let record = try await store.schedules().first(where: { $0.id == id }) else { throw ScheduleRows.notFound(id) }
-                    let now = Date()
-                    let spec = try record.spec.job(for: now, manual: true, id: JobID.make(at: now),
-                                                   reader: EnvelopeReader(defaults: config.defaults))
-                    let result = try await store.fireSchedule(ScheduleFire(scheduleID: id, expectedCursor: nil, cursor: nil,
-                                                                           jobs: [(now, spec)]))
-                    guard case .fired(let results) = result, let first = results.first else {
-                        throw BatonError(.internal, "the manual run was not enqueued")
-                    }
-                    return first.jobID
+                let jobID = try await global.withStore {
+                    try await $0.runScheduleNow(id: id, reader: EnvelopeReader(defaults: config.defaults))
                 }
                 print("\(jobID)  enqueued (manual run of \(id))")
             }

@@ -51,19 +51,7 @@ struct Inbound: AsyncParsableCommand {
             where value.isEmpty || value.count > 256 {
                 throw BatonError(.invalidInput, field: name, "expected 1 to 256 characters, got \(JSONValue.string(value).preview)")
             }
-            var lane = config.inbound.lane
-            if let agent {
-                guard let entry = config.agents.first(where: { $0.id == agent }) else {
-                    throw BatonError(.invalidInput, field: "--agent",
-                                     "no agent \"\(agent)\" in agents.list (known: \(config.agents.map(\.id).joined(separator: ", ")))")
-                }
-                lane = entry.lane
-            }
-            let template = JobSpec(id: "inbound", lane: lane, stages: [StageSpec(name: "agent", run: config.inbound.run)],
-                                   execTimeoutSec: config.defaults.execTimeoutSec, leaseTTLSec: config.defaults.leaseTTLSec,
-                                   ttlSec: config.defaults.ttlSec, retry: config.defaults.retry)
-            let policy = InboundPolicy(dedupeTTLSec: config.inbound.dedupeTTLSec,
-                                       debounceMs: config.inbound.debounceMs(channel: channel), template: template)
+            let policy = try config.inboundPolicy(channel: channel, agent: agent, agentField: "--agent")
             let message = InboundMessage(channel: channel, account: account, peer: peer, session: session,
                                          messageID: messageID, text: text, receivedAt: Date())
             let store = try await openStore(config)

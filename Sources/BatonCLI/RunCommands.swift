@@ -1,4 +1,5 @@
 import ArgumentParser
+import BatonAPI
 import BatonCore
 import BatonNode
 import BatonStore
@@ -10,7 +11,7 @@ import UnixSignals
 /// Builds and runs a worker node and its scheduler until SIGTERM/SIGINT.
 enum NodeRunner {
     /// - Parameter reload: reads the configuration again (SIGHUP); lane caps apply at once.
-    static func run(_ config: BatonConfig, banner: Bool, logLevel: String?,
+    static func run(_ config: BatonConfig, banner: Bool, serveAPI: Bool = false, logLevel: String?,
                     reload: @escaping @Sendable () throws -> BatonConfig) async throws {
         bootstrapLogging(logLevel ?? config.logs.level)
         let logger = Logger(label: "baton")
@@ -30,14 +31,18 @@ enum NodeRunner {
             logger.info("baton is up", metadata: [
                 "store": .string(config.redactedStore), "node.id": .string(node.id),
                 "capacity": .stringConvertible(node.capacity),
+                "api": .string(config.api.host.map { "http://\($0):\(config.api.port)" } ?? "off"),
                 "submit": "baton submit job.json", "list": "baton jobs",
             ])
         }
         let scheduler = Scheduler(store: store, schedules: config.schedules, reader: EnvelopeReader(defaults: config.defaults),
                                   nodeID: node.id, alerts: .webhook(config.alerts.webhookURL), logger: logger)
         let reloader = ConfigReloader(worker: worker, scheduler: scheduler, current: config, load: reload, logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: worker), .init(service: scheduler),
+                                                                        .init(service: reloader)]
+        if serveAPI, let api = try apiServer(config, store: store, logger: logger) { services.append(.init(service: api)) }
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: worker), .init(service: scheduler), .init(service: reloader)],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()
@@ -45,16 +50,55 @@ enum NodeRunner {
     }
 }
 
+/// The API server for `config`, or nil when `api.listen` is off. Without tokens it still
+/// serves `/healthz`, `/readyz` and `/openapi.json`, and says so.
+func apiServer(_ config: BatonConfig, store: any JobStore, logger: Logger) throws -> APIServer? {
+    guard let host = config.api.host else { return nil }
+    if config.api.tokens.isEmpty {
+        logger.warning("the API has no tokens (api.tokens): every /v1 route answers 401")
+    }
+    return try APIServer(store: store, config: config, environment: ProcessInfo.processInfo.environment, logger: logger) { port in
+        logger.info("API listening", metadata: ["url": .string("http://\(host):\(port)"), "openapi": "/openapi.json"])
+    }
+}
+
+/// `baton server`: the HTTP API alone (no worker, no scheduler). It keeps no state, so several
+/// may serve one PostgreSQL store.
+struct Server: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Serve the HTTP API (api:) against the configured store.")
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        try await reporting {
+            let config = try global.loadConfig()
+            bootstrapLogging(global.logLevel ?? config.logs.level)
+            let logger = Logger(label: "baton")
+            let store = try await openStore(config)
+            guard let api = try apiServer(config, store: store, logger: logger) else {
+                try await store.close()
+                throw BatonError(.invalidInput, field: "api.listen", "the API is off: expected HOST:PORT to serve it")
+            }
+            let group = ServiceGroup(configuration: .init(services: [.init(service: api)],
+                                                          gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            try await group.run()
+            try await store.close()
+        }
+    }
+}
+
 struct Up: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run an all-in-one node (worker and scheduler; the API as it lands) on ./baton.db.")
+        abstract: "Run an all-in-one node (worker, scheduler and HTTP API) on ./baton.db.")
 
     @OptionGroup var global: GlobalOptions
 
     func run() async throws {
         try await reporting {
             let global = self.global
-            try await NodeRunner.run(try global.loadConfig(), banner: true, logLevel: global.logLevel) { try global.loadConfig() }
+            try await NodeRunner.run(try global.loadConfig(), banner: true, serveAPI: true, logLevel: global.logLevel) {
+                try global.loadConfig()
+            }
         }
     }
 }

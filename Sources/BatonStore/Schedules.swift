@@ -175,3 +175,18 @@ public enum ScheduleRows {
                               resumedAt: resumedAt.map(Date.init(epochMilliseconds:)), version: version)
     }
 }
+
+extension JobStore {
+    /// Enqueues a schedule's job once, now, outside its ticks (its cursor is left alone).
+    /// Returns the job's id. Throws `notFound`.
+    public func runScheduleNow(id: String, reader: EnvelopeReader, now: Date = Date()) async throws -> String {
+        guard let record = try await schedules().first(where: { $0.id == id }) else { throw ScheduleRows.notFound(id) }
+        let spec = try record.spec.job(for: now, manual: true, id: JobID.make(at: now), reader: reader)
+        guard case .fired(let results) = try await fireSchedule(ScheduleFire(scheduleID: id, expectedCursor: nil, cursor: nil,
+                                                                              jobs: [(now, spec)])),
+              let first = results.first else {
+            throw BatonError(.internal, "the manual run of schedule \(id) was not enqueued")
+        }
+        return first.jobID
+    }
+}

@@ -38,8 +38,11 @@ public struct BatonConfig: Sendable, Hashable {
     /// `schedules:`: cron schedules every node keeps in the store (a node that starts or
     /// reloads without one removes it; schedules added with `baton cron add` are not touched).
     public var schedules: [ScheduleSpec]
+    /// The HTTP API (`api:`).
+    public var api: APISettings
 
     public init() {
+        api = .standard
         schedules = []
         lanes = .standard
         agents = []
@@ -125,6 +128,7 @@ public struct BatonConfig: Sendable, Hashable {
                 "perChannel": .object(inbound.perChannelDebounceMs.mapValues { .object(["debounceMs": .int(Int64($0))]) }),
             ])]),
             "schedules": .array(schedules.map(\.json)),
+            "api": api.json,
             "postgres": .object([
                 "schema": .string(postgres.schema),
                 "max_connections": .int(Int64(postgres.maxConnections)),

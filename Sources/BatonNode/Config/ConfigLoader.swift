@@ -13,7 +13,7 @@ public enum ConfigLoader {
     public static let defaultPath = "./baton.yaml"
 
     static let sectionKeys = ["store", "node", "defaults", "logs", "sqlite", "postgres", "gates", "alerts", "lanes",
-                              "agents", "sessions", "queue", "messages", "schedules"]
+                              "agents", "sessions", "queue", "messages", "schedules", "api"]
     static let gatesKeys = ["dead_letters", "window_sec"]
     static let alertsKeys = ["webhook_url"]
     static let nodeKeys = ["id", "region", "tags", "capacity", "poll_interval_ms", "drain_timeout_sec",
@@ -94,6 +94,7 @@ public enum ConfigLoader {
                 config.schedules.append(spec)
             }
         }
+        if let api = r.value("api") { config.api = try APISettings.read(api, path: r.field("api")) }
         if let alerts = r.value("alerts") {
             let a = try ObjectReader(alerts, path: r.field("alerts"), allowedKeys: alertsKeys)
             if let url = try a.string("webhook_url", maxLength: 4096) {
