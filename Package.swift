@@ -153,12 +153,13 @@ let package = Package(
         .testTarget(
             name: "BatonNodeTests",
             dependencies: [
-                "BatonCore", "BatonStore", "BatonSQLite", "BatonPostgres", "BatonNode", "BatonCLI",
+                "BatonCore", "BatonStore", "BatonSQLite", "BatonPostgres", "BatonNode", "BatonCLI", "BatonAPI",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,0 +1,264 @@
+import AsyncHTTPClient
+import BatonAPI
+import BatonCore
+import BatonNode
+import BatonSQLite
+import BatonStore
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import Testing
+
+/// The HTTP API through a real HTTP client against a running server (SQLite store, an
+/// ephemeral port on loopback).
+@Suite struct APITests {
+    static let admin = "admin-token-0123456789abcdef"
+    static let producer = "producer-token-0123456789ab"
+    static let reader = "reader-token-0123456789abcd"
+
+    final class Server: Sendable {
+        let store: SQLiteJobStore
+        let base: String
+        let task: Task<Void, any Error>
+        let directory: URL
+
+        init(store: SQLiteJobStore, base: String, task: Task<Void, any Error>, directory: URL) {
+            self.store = store
+            self.base = base
+            self.task = task
+            self.directory = directory
+        }
+
+        static func start(maxBodyBytes: Int = 1 << 20) async throws -> Server {
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("baton-api-\(UUID().uuidString.prefix(8))")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let store = try SQLiteJobStore(path: directory.appendingPathComponent("baton.db").path)
+            try await store.migrate()
+            var config = BatonConfig()
+            config.api = APISettings(host: "127.0.0.1", port: 0, maxBodyBytes: maxBodyBytes, tokens: [
+                .init(name: "ops", scope: .admin, env: "T_ADMIN"), .init(name: "ci", scope: .producer, env: "T_PRODUCER"),
+                .init(name: "dash", scope: .reader, env: "T_READER"),
+            ])
+            let (ports, announce) = AsyncStream.makeStream(of: Int.self)
+            let server = try APIServer(store: store, config: config,
+                                       environment: ["T_ADMIN": admin, "T_PRODUCER": producer, "T_READER": reader],
+                                       logger: Logger(label: "api-test", factory: { _ in SwiftLogNoOpLogHandler() })) { port in
+                announce.yield(port)
+                announce.finish()
+            }
+            let task = Task { try await server.run() }
+            var iterator = ports.makeAsyncIterator()
+            let port = try #require(await iterator.next())
+            return Server(store: store, base: "http://127.0.0.1:\(port)", task: task, directory: directory)
+        }
+
+        func stop() async {
+            task.cancel()
+            _ = await task.result
+            try? await store.close()
+            try? FileManager.default.removeItem(at: directory)
+        }
+
+        /// Sends a request; returns the status and the JSON body (null when empty).
+        func call(_ method: HTTPMethod, _ path: String, token: String? = nil, body: String? = nil) async throws -> (Int, JSONValue) {
+            var request = HTTPClientRequest(url: base + path)
+            request.method = method
+            if let token { request.headers.add(name: "authorization", value: "Bearer \(token)") }
+            if let body {
+                request.headers.add(name: "content-type", value: "application/json")
+                request.body = .bytes(ByteBuffer(string: body))
+            }
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+            let bytes = try await response.body.collect(upTo: 16 << 20)
+            let data = Data(bytes.readableBytesView)
+            return (Int(response.status.code), data.isEmpty ? .null : try JSONValue.parse(data, what: "response"))
+        }
+    }
+
+    static func field(_ value: JSONValue, _ path: String...) -> JSONValue? {
+        var current: JSONValue? = value
+        for key in path {
+            guard case .object(let fields)? = current else { return nil }
+            current = fields[key]
+        }
+        return current
+    }
+
+    static func string(_ value: JSONValue, _ path: String...) -> String? {
+        var current: JSONValue? = value
+        for key in path {
+            guard case .object(let fields)? = current else { return nil }
+            current = fields[key]
+        }
+        if case .string(let s)? = current { return s }
+        return nil
+    }
+
+    static let noop = #"{"stages": [{"name": "s", "run": {"noop": {}}}]}"#
+
+    @Test func openRoutesNeedNoTokenAndEveryOtherRouteNeedsOne() async throws {
+        let server = try await Server.start()
+        for (method, path) in [("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/openapi.json")] {
+            let (status, _) = try await server.call(.init(rawValue: method), path)
+            #expect(status == 200, "\(method) \(path)")
+        }
+        for route in OpenAPI.routes where route.contains("/v1/") {
+            let parts = route.split(separator: " ")
+            let path = parts[1].replacingOccurrences(of: "{id}", with: "x").replacingOccurrences(of: "{key}", with: "k")
+            let (status, body) = try await server.call(.init(rawValue: parts[0].uppercased()), path)
+            #expect(status == 401 && Self.string(body, "error", "code") == "unauthorized", "\(route) without a token: \(status)")
+            let (wrong, _) = try await server.call(.init(rawValue: parts[0].uppercased()), path, token: "not-a-token-at-all-0000")
+            #expect(wrong == 401, "\(route) with an unknown token")
+        }
+        await server.stop()
+    }
+
+    @Test func scopesAllowWhatTheyShouldAndRefuseTheRestWith403() async throws {
+        let server = try await Server.start()
+        let (readerEnqueue, body) = try await server.call(.POST, "/v1/jobs", token: Self.reader, body: Self.noop)
+        #expect(readerEnqueue == 403 && Self.string(body, "error", "code") == "forbidden")
+        let (producerEnqueue, _) = try await server.call(.POST, "/v1/jobs", token: Self.producer, body: Self.noop)
+        #expect(producerEnqueue == 201)
+        let (producerCancel, _) = try await server.call(.POST, "/v1/jobs/x/cancel", token: Self.producer)
+        #expect(producerCancel == 403, "cancelling is an admin's")
+        let (readerList, _) = try await server.call(.GET, "/v1/jobs", token: Self.reader)
+        #expect(readerList == 200)
+        await server.stop()
+    }
+
+    @Test func jobsAreEnqueuedListedShownAndCancelled() async throws {
+        let server = try await Server.start()
+        let batch = "[\(Self.noop), {\"job_id\": \"build-7\", \"idempotency_key\": \"k\", \"stages\": [{\"name\": \"s\", \"run\": {\"noop\": {}}}]}]"
+        let (created, body) = try await server.call(.POST, "/v1/jobs", token: Self.producer, body: batch)
+        #expect(created == 201)
+        guard case .array(let jobs)? = Self.field(body, "jobs") else { Issue.record("no jobs in \(body)"); return }
+        #expect(jobs.count == 2)
+        let (again, dedupe) = try await server.call(.POST, "/v1/jobs", token: Self.producer,
+                                                    body: "{\"idempotency_key\": \"k\", \"stages\": [{\"name\": \"s\", \"run\": {\"noop\": {}}}]}")
+        #expect(again == 201)
+        if case .array(let results)? = Self.field(dedupe, "jobs") { #expect(Self.string(results[0], "job_id") == "build-7") }
+        let (listed, list) = try await server.call(.GET, "/v1/jobs?state=queued&limit=10", token: Self.reader)
+        if case .array(let items)? = Self.field(list, "jobs") { #expect(listed == 200 && items.count == 2) }
+        let (shown, detail) = try await server.call(.GET, "/v1/jobs/build-7", token: Self.reader)
+        #expect(shown == 200 && Self.string(detail, "job", "state") == "queued")
+        #expect(Self.field(detail, "events") != nil && Self.field(detail, "envelope") != nil)
+        let (cancelled, record) = try await server.call(.POST, "/v1/jobs/build-7/cancel", token: Self.admin, body: #"{"reason": "not needed"}"#)
+        #expect(cancelled == 200 && Self.string(record, "state") == "cancelled")
+        let (twice, conflict) = try await server.call(.POST, "/v1/jobs/build-7/cancel", token: Self.admin)
+        #expect(twice == 409 && Self.string(conflict, "error", "code") == "invalid_state")
+        let (missing, notFound) = try await server.call(.GET, "/v1/jobs/nope", token: Self.reader)
+        #expect(missing == 404 && Self.string(notFound, "error", "field") == "id")
+        await server.stop()
+    }
+
+    @Test func badInputNamesTheFieldAndStoresNothing() async throws {
+        let server = try await Server.start(maxBodyBytes: 1024)
+        let (bad, body) = try await server.call(.POST, "/v1/jobs", token: Self.producer,
+                                                body: "[\(Self.noop), {\"stages\": [{\"name\": \"s\", \"run\": {\"shel\": \"x\"}}]}]")
+        #expect(bad == 422)
+        #expect(Self.string(body, "error", "field")?.hasPrefix("[1].stages[0].run") == true, "\(body)")
+        #expect(try await server.store.counts().values.reduce(0, +) == 0, "a bad batch stores nothing")
+        let (notJSON, parse) = try await server.call(.POST, "/v1/jobs", token: Self.producer, body: "{oops")
+        #expect(notJSON == 422 && Self.string(parse, "error", "field") == "(document)")
+        let (badState, state) = try await server.call(.GET, "/v1/jobs?state=lost", token: Self.reader)
+        #expect(badState == 422 && Self.string(state, "error", "field") == "state")
+        let (badLimit, limit) = try await server.call(.GET, "/v1/jobs?limit=0", token: Self.reader)
+        #expect(badLimit == 422 && Self.string(limit, "error", "field") == "limit")
+        let big = "[" + Array(repeating: Self.noop, count: 40).joined(separator: ",") + "]"
+        let (tooLarge, large) = try await server.call(.POST, "/v1/jobs", token: Self.producer, body: big)
+        #expect(tooLarge == 413 && Self.string(large, "error", "code") == "too_large")
+        #expect(Self.string(large, "error", "message")?.contains("1024") == true)
+        let (unknown, route) = try await server.call(.GET, "/v1/nothing-here", token: Self.reader)
+        #expect(unknown == 404 && Self.string(route, "error", "code") == "not_found")
+        let (inbound, missing) = try await server.call(.POST, "/v1/inbound", token: Self.producer, body: #"{"account": "bot"}"#)
+        #expect(inbound == 422 && Self.string(missing, "error", "field") == "channel")
+        await server.stop()
+    }
+
+    @Test func deadLettersGatesNodesAndLanesAreReadAndActedOn() async throws {
+        let server = try await Server.start()
+        _ = try await server.store.enqueue(JobSpec(id: "broken", stages: [StageSpec(name: "s", run: .noop)]))
+        let lease = try #require(try await server.store.claim(ClaimRequest(nodeID: "n1", limit: 1)).first)
+        _ = try await server.store.fail(lease, failure: .fatal("exit_code", "exited with status 1"), report: .empty)
+        let (listed, dead) = try await server.call(.GET, "/v1/dead-letters", token: Self.reader)
+        if case .array(let jobs)? = Self.field(dead, "jobs") { #expect(listed == 200 && jobs.count == 1) }
+        let (redriven, job) = try await server.call(.POST, "/v1/dead-letters/broken/redrive", token: Self.admin, body: #"{"from_start": true}"#)
+        #expect(redriven == 200 && Self.string(job, "state") == "queued")
+        let (gates, _) = try await server.call(.GET, "/v1/gates", token: Self.reader)
+        #expect(gates == 200)
+        let (release, none) = try await server.call(.POST, "/v1/gates/some-key/release", token: Self.admin)
+        #expect(release == 404 && Self.string(none, "error", "field") == "key")
+        let (nodes, _) = try await server.call(.GET, "/v1/nodes", token: Self.reader)
+        #expect(nodes == 200)
+        let (lanes, lanesBody) = try await server.call(.GET, "/v1/lanes", token: Self.reader)
+        #expect(lanes == 200 && Self.field(lanesBody, "lanes") != nil)
+        await server.stop()
+    }
+
+    @Test func schedulesAndInboundMessagesGoThroughTheAPI() async throws {
+        let server = try await Server.start()
+        let schedule = "{\"id\": \"nightly\", \"cron\": \"0 3 * * *\", \"timezone\": \"Europe/Berlin\", \"job\": \(Self.noop)}"
+        let (added, record) = try await server.call(.POST, "/v1/schedules", token: Self.admin, body: schedule)
+        #expect(added == 201 && Self.string(record, "next_fire")?.hasSuffix("T02:00:00.000Z") == true, "\(record)")
+        let (badCron, bad) = try await server.call(.POST, "/v1/schedules", token: Self.admin,
+                                                   body: "{\"id\": \"x\", \"cron\": \"61 * * * *\", \"job\": \(Self.noop)}")
+        #expect(badCron == 422 && Self.string(bad, "error", "field") == "cron")
+        let (paused, pausedBody) = try await server.call(.POST, "/v1/schedules/nightly/pause", token: Self.admin, body: #"{"reason": "freeze"}"#)
+        #expect(paused == 200 && Self.string(pausedBody, "reason") == "freeze")
+        let (resumed, resumedBody) = try await server.call(.POST, "/v1/schedules/nightly/resume", token: Self.admin)
+        #expect(resumed == 200 && Self.string(resumedBody, "state") == "active")
+        let (ran, run) = try await server.call(.POST, "/v1/schedules/nightly/run", token: Self.admin)
+        #expect(ran == 201 && Self.string(run, "job_id") != nil)
+        let (listed, list) = try await server.call(.GET, "/v1/schedules", token: Self.reader)
+        if case .array(let items)? = Self.field(list, "schedules") { #expect(listed == 200 && items.count == 1) }
+        let (removed, _) = try await server.call(.DELETE, "/v1/schedules/nightly", token: Self.admin)
+        #expect(removed == 204)
+        let (again, _) = try await server.call(.DELETE, "/v1/schedules/nightly", token: Self.admin)
+        #expect(again == 404)
+        let message = #"{"channel": "telegram", "account": "bot", "peer": "42", "message_id": "m-1", "text": "hi"}"#
+        let (first, created) = try await server.call(.POST, "/v1/inbound", token: Self.producer, body: message)
+        let (second, duplicate) = try await server.call(.POST, "/v1/inbound", token: Self.producer, body: message)
+        #expect(first == 201 && Self.string(created, "result") == "created")
+        #expect(second == 200 && Self.string(duplicate, "result") == "duplicate")
+        #expect(Self.string(created, "job_id") == Self.string(duplicate, "job_id"))
+        await server.stop()
+    }
+
+    /// The OpenAPI document in the repository lists exactly the routes the server answers,
+    /// each /v1 route with bearer security and the scope the server asks for.
+    @Test func theOpenAPIDocumentMatchesTheRoutes() throws {
+        guard case .object(let paths)? = Self.field(OpenAPI.document, "paths") else {
+            Issue.record("the document has no paths")
+            return
+        }
+        var documented: [String] = []
+        for (path, value) in paths {
+            guard case .object(let operations) = value else { continue }
+            for (method, operation) in operations {
+                documented.append("\(method) \(path)")
+                if path.hasPrefix("/v1/") {
+                    #expect(Self.field(operation, "security") == .array([.object(["bearer": .array([])])]), "\(method) \(path)")
+                    #expect(Self.field(operation, "x-baton-scope") != nil, "\(method) \(path) names its scope")
+                }
+            }
+        }
+        #expect(documented.sorted() == OpenAPI.routes.sorted())
+        #expect(Self.string(OpenAPI.document, "openapi") == "3.1.0")
+    }
+
+    @Test func aTokenWhoseSecretIsMissingOrShortIsRefusedAtStart() throws {
+        var config = BatonConfig()
+        config.api.tokens = [.init(name: "ops", scope: .admin, env: "T_MISSING")]
+        let store = try SQLiteJobStore(path: FileManager.default.temporaryDirectory.appendingPathComponent("api-\(UUID()).db").path)
+        #expect(throws: BatonError.self) {
+            _ = try APIServer(store: store, config: config, environment: [:], logger: Logger(label: "t"))
+        }
+        do {
+            _ = try APIServer(store: store, config: config, environment: ["T_MISSING": "short"], logger: Logger(label: "t"))
+            Issue.record("a short token was accepted")
+        } catch {
+            #expect(error.field == "api.tokens[0].token_env" && error.message.contains("at least 16"))
+        }
+    }
+}
