@@ -12,13 +12,14 @@ struct APIRoutes: Sendable {
     let store: any JobStore
     let config: BatonConfig
     let tokens: TokenTable
+    let metrics: MetricsExport
 
     typealias Handler = @Sendable (Request, BasicRequestContext) async throws -> Response
 
     /// Every route, as `METHOD path` with the scope it needs (nil: open). The OpenAPI
     /// document is checked against this list.
     static let table: [(method: HTTPRequest.Method, path: String, scope: APISettings.Scope?)] = [
-        (.get, "/healthz", nil), (.get, "/readyz", nil), (.get, "/openapi.json", nil),
+        (.get, "/healthz", nil), (.get, "/readyz", nil), (.get, "/openapi.json", nil), (.get, "/metrics", .reader),
         (.post, "/v1/jobs", .producer), (.get, "/v1/jobs", .reader), (.get, "/v1/jobs/{id}", .reader),
         (.post, "/v1/jobs/{id}/cancel", .admin),
         (.get, "/v1/dead-letters", .reader), (.post, "/v1/dead-letters/{id}/redrive", .admin),
@@ -74,6 +75,11 @@ struct APIRoutes: Sendable {
             }
         case (.get, "/openapi.json"):
             return { _, _ in .json(OpenAPI.document) }
+        case (.get, "/metrics"):
+            return { _, _ in
+                Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                         body: ResponseBody(byteBuffer: ByteBuffer(string: try await metrics.scrape())))
+            }
         case (.post, "/v1/jobs"):
             return { request, _ in
                 // Everything is validated before anything is stored: a bad batch stores nothing.

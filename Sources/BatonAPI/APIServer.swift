@@ -6,6 +6,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import Prometheus
 import ServiceLifecycle
 
 /// Baton's HTTP API over one store: producers enqueue jobs and inbound messages, operators
@@ -18,12 +19,16 @@ public struct APIServer: Service {
     /// - Parameters:
     ///   - environment: where the tokens' secrets are read (`api.tokens[].token_env`).
     ///   - onServerRunning: called with the port once the server listens (port 0 picks one).
+    ///   - registry: where this process's metrics are (`/metrics` exports it, with the
+    ///     cluster's state from the store).
     public init(store: any JobStore, config: BatonConfig, environment: [String: String], logger: Logger,
+                registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
                 onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws(BatonError) {
         guard let host = config.api.host else {
             throw BatonError(.invalidInput, field: "api.listen", "the API is off: expected HOST:PORT to serve it")
         }
-        let routes = APIRoutes(store: store, config: config, tokens: try TokenTable(config.api, environment: environment))
+        let routes = APIRoutes(store: store, config: config, tokens: try TokenTable(config.api, environment: environment),
+                               metrics: MetricsExport(registry: registry, store: store))
         let router = Router(context: BasicRequestContext.self)
         routes.register(on: router)
         // What the router refuses (no such path, or no such method on it) leaves as JSON too.

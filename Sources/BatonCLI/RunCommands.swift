@@ -5,6 +5,8 @@ import BatonNode
 import BatonStore
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 import UnixSignals
 
@@ -55,9 +57,13 @@ enum NodeRunner {
 func apiServer(_ config: BatonConfig, store: any JobStore, logger: Logger) throws -> APIServer? {
     guard let host = config.api.host else { return nil }
     if config.api.tokens.isEmpty {
-        logger.warning("the API has no tokens (api.tokens): every /v1 route answers 401")
+        logger.warning("the API has no tokens (api.tokens): every /v1 route and /metrics answer 401")
     }
-    return try APIServer(store: store, config: config, environment: ProcessInfo.processInfo.environment, logger: logger) { port in
+    // This process's measurements (the worker's, in `baton up`) go to the registry /metrics exports.
+    let registry = PrometheusCollectorRegistry()
+    MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+    return try APIServer(store: store, config: config, environment: ProcessInfo.processInfo.environment, logger: logger,
+                         registry: registry) { port in
         logger.info("API listening", metadata: ["url": .string("http://\(host):\(port)"), "openapi": "/openapi.json"])
     }
 }

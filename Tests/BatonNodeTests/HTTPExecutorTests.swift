@@ -126,7 +126,10 @@ struct HTTPExecutorTests {
         #expect(failure.errorClass == .transient)
         #expect(failure.reason == "connection_error")
         #expect(failure.message.hasPrefix("GET \(server.url)/gone failed before an answer"))
-        #expect(failure.message.lowercased().contains("refused"), "\(failure.message)")
+        // Which of the two the client reports depends on timing (on a busy machine its connect
+        // timeout can pass before it reports the last refusal); either way it is transient.
+        let message = failure.message.lowercased()
+        #expect(message.contains("refused") || message.contains("connect timeout"), "\(failure.message)")
         #expect(report.httpStatus == nil)
     }
 

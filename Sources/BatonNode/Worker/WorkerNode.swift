@@ -245,6 +245,9 @@ public final class WorkerNode: Service, Sendable {
                 await wake.wait(upTo: delay)
                 continue
             }
+            for lease in leases {
+                if let wait = lease.waitMs { NodeMetrics.queueWait(lane: lease.spec.lane, ms: wait) }
+            }
             for lease in leases where (lease.waitMs ?? 0) > Int64(options.waitWarnMs) && options.waitWarnMs > 0 {
                 group.addTask { await self.reportWait(lease) }
             }
@@ -265,6 +268,7 @@ public final class WorkerNode: Service, Sendable {
 
     private func runJob(_ initial: Lease, abort: AbortSignal) async {
         var lease = initial
+        let jobStart = ContinuousClock.now
         defer {
             let remaining = state.withLock { state -> Int in
                 state.active[initial.jobID] = nil
@@ -281,7 +285,9 @@ public final class WorkerNode: Service, Sendable {
             log(.debug, "stage started", metadata: ["attempt": .stringConvertible(lease.attempt)])
             let context = StageContext(lease: lease, abort: abort, logDirectory: options.logDirectory,
                                        captureBytes: options.captureBytes, killGraceSec: options.killGraceSec)
+            let stageStart = ContinuousClock.now
             let result = await executors.executor(for: lease.stage.run).execute(context)
+            NodeMetrics.stage(kind: lease.stage.run.kind, since: stageStart)
             let current = lease
             switch result {
             case .succeeded(let report):
@@ -295,6 +301,7 @@ public final class WorkerNode: Service, Sendable {
                     continue
                 case .succeeded?:
                     state.withLock { $0.completed += 1 }
+                    NodeMetrics.job(lane: current.spec.lane, outcome: "succeeded", since: jobStart)
                     log(.debug, "job succeeded")
                 case .handedOff(let stage)?:
                     log(.debug, "next stage handed to another node", metadata: ["next_stage": .string(stage)])
@@ -310,6 +317,15 @@ public final class WorkerNode: Service, Sendable {
                     try await self.store.fail(current, failure: failure, report: report)
                 }
                 if let decision { log(.info, "failure recorded", metadata: ["decision": "\(decision)"]) }
+                switch decision {
+                case .retrying?: NodeMetrics.retry(reason: failure.reason)
+                case .deadLettered?:
+                    NodeMetrics.deadLetter(reason: failure.reason)
+                    NodeMetrics.job(lane: current.spec.lane, outcome: "dead", since: jobStart)
+                case .expired?: NodeMetrics.job(lane: current.spec.lane, outcome: "expired", since: jobStart)
+                case .cancelled?: NodeMetrics.job(lane: current.spec.lane, outcome: "cancelled", since: jobStart)
+                case nil: break
+                }
                 if case .deadLettered(_, let gate?)? = decision {
                     alerts.gateHeld(gate, job: current.jobID, nodeID: options.nodeID, logger: logger)
                 }
@@ -398,6 +414,8 @@ public final class WorkerNode: Service, Sendable {
             if draining || stopped { return }
             do {
                 let report = try await store.rescue()
+                NodeMetrics.leaseExpiries(report.requeued.count + report.deadLettered.count)
+                for _ in report.deadLettered { NodeMetrics.deadLetter(reason: "lease_expired") }
                 for gate in report.gatesHeld {
                     alerts.gateHeld(gate, job: gate.deadJobs.last ?? "", nodeID: options.nodeID, logger: logger)
                 }

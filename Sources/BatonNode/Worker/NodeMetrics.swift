@@ -1,0 +1,42 @@
+import Metrics
+
+/// What a node measures, through swift-metrics: a process that serves the API (`baton up`)
+/// exports them at `/metrics`; elsewhere they cost nothing (no metrics backend is set up).
+/// Labels stay low-cardinality: lanes, stage kinds, outcomes and failure reasons, never ids.
+enum NodeMetrics {
+    /// How long a job waited in its lane before a node started it.
+    static func queueWait(lane: String, ms: Int64) {
+        Metrics.Timer(label: "baton_queue_wait_seconds", dimensions: [("lane", lane)]).recordMilliseconds(ms)
+    }
+
+    /// One stage's run on this node, by what kind of stage it is.
+    static func stage(kind: String, since start: ContinuousClock.Instant) {
+        Metrics.Timer(label: "baton_stage_duration_seconds", dimensions: [("stage_kind", kind)])
+            .recordNanoseconds(nanoseconds(since: start))
+    }
+
+    /// A job's run on the node that finished it (succeeded, dead, expired, cancelled).
+    static func job(lane: String, outcome: String, since start: ContinuousClock.Instant) {
+        Metrics.Timer(label: "baton_job_duration_seconds", dimensions: [("lane", lane), ("outcome", outcome)])
+            .recordNanoseconds(nanoseconds(since: start))
+    }
+
+    static func retry(reason: String) {
+        Metrics.Counter(label: "baton_retries_total", dimensions: [("reason", reason)]).increment()
+    }
+
+    static func deadLetter(reason: String) {
+        Metrics.Counter(label: "baton_dead_letters_total", dimensions: [("reason", reason)]).increment()
+    }
+
+    /// Leases taken back by a rescue pass (expired, or held by a node declared dead).
+    static func leaseExpiries(_ count: Int) {
+        guard count > 0 else { return }
+        Metrics.Counter(label: "baton_lease_expiries_total").increment(by: count)
+    }
+
+    static func nanoseconds(since start: ContinuousClock.Instant) -> Int64 {
+        let elapsed = ContinuousClock.now - start
+        return elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
+    }
+}
