@@ -61,7 +61,7 @@ func apiServer(_ config: BatonConfig, store: any JobStore, logger: Logger) throw
     }
     // This process's measurements (the worker's, in `baton up`) go to the registry /metrics exports.
     let registry = PrometheusCollectorRegistry()
-    MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+    MetricsSystem.bootstrap(BatonMetricsFactory(registry: registry))
     return try APIServer(store: store, config: config, environment: ProcessInfo.processInfo.environment, logger: logger,
                          registry: registry) { port in
         logger.info("API listening", metadata: ["url": .string("http://\(host):\(port)"), "openapi": "/openapi.json"])

@@ -6,8 +6,10 @@ import BatonSQLite
 import BatonStore
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import NIOHTTP1
+import Prometheus
 import Testing
 
 /// The HTTP API through a real HTTP client against a running server (SQLite store, an
@@ -30,7 +32,7 @@ import Testing
             self.directory = directory
         }
 
-        static func start(maxBodyBytes: Int = 1 << 20) async throws -> Server {
+        static func start(maxBodyBytes: Int = 1 << 20, registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) async throws -> Server {
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("baton-api-\(UUID().uuidString.prefix(8))")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let store = try SQLiteJobStore(path: directory.appendingPathComponent("baton.db").path)
@@ -43,7 +45,8 @@ import Testing
             let (ports, announce) = AsyncStream.makeStream(of: Int.self)
             let server = try APIServer(store: store, config: config,
                                        environment: ["T_ADMIN": admin, "T_PRODUCER": producer, "T_READER": reader],
-                                       logger: Logger(label: "api-test", factory: { _ in SwiftLogNoOpLogHandler() })) { port in
+                                       logger: Logger(label: "api-test", factory: { _ in SwiftLogNoOpLogHandler() }),
+                                       registry: registry) { port in
                 announce.yield(port)
                 announce.finish()
             }
@@ -58,6 +61,15 @@ import Testing
             _ = await task.result
             try? await store.close()
             try? FileManager.default.removeItem(at: directory)
+        }
+
+        /// GET /metrics as text.
+        func metrics() async throws -> String {
+            var request = HTTPClientRequest(url: base + "/metrics")
+            request.headers.add(name: "authorization", value: "Bearer \(APITests.reader)")
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+            #expect(response.status.code == 200)
+            return String(buffer: try await response.body.collect(upTo: 16 << 20))
         }
 
         /// Sends a request; returns the status and the JSON body (null when empty).
@@ -260,5 +272,76 @@ import Testing
         } catch {
             #expect(error.field == "api.tokens[0].token_env" && error.message.contains("at least 16"))
         }
+    }
+
+    /// The process's metrics backend, set up once for the whole test run (swift-metrics allows
+    /// one): in-process workers of every test report into it.
+    static let registry: PrometheusCollectorRegistry = {
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(BatonMetricsFactory(registry: registry))
+        return registry
+    }()
+
+    /// The value of one sample line (`name{labels} value`), or nil when absent.
+    static func sample(_ text: String, _ series: String) -> Double? {
+        for line in text.split(separator: "\n") where line.hasPrefix(series + " ") {
+            return Double(line.dropFirst(series.count + 1))
+        }
+        return nil
+    }
+
+    /// /metrics moves as jobs run, and Prometheus's promtool accepts it.
+    @Test func metricsMoveAsJobsRunAndPassPromtool() async throws {
+        let server = try await Server.start(registry: Self.registry)
+        let lane = "metrics-\(UUID().uuidString.prefix(6).lowercased())"
+        let jobs = (0..<5).map { _ in "{\"lane\": \"\(lane)\", \"stages\": [{\"name\": \"s\", \"run\": {\"noop\": {}}}]}" }
+            + (0..<2).map { _ in
+                "{\"lane\": \"\(lane)\", \"stages\": [{\"name\": \"s\", \"run\": {\"shell\": \"exit 75\"}}], \"retry\": {\"max_attempts\": 2, \"initial_sec\": 0.05, \"jitter\": 0}}"
+            }
+        let (created, _) = try await server.call(.POST, "/v1/jobs", token: Self.producer, body: "[" + jobs.joined(separator: ",") + "]")
+        #expect(created == 201)
+        let before = try await server.metrics()
+        #expect(Self.sample(before, "baton_queue_depth{lane=\"\(lane)\"}") == 7)
+        let retriesBefore = Self.sample(before, "baton_retries_total{reason=\"exit_code\"}") ?? 0
+
+        let worker = WorkerNode(store: server.store, options: WorkerOptions(
+            nodeID: "metrics-node", capacity: 4, pollIntervalSec: 0.05,
+            logDirectory: server.directory.appendingPathComponent("logs").path),
+                                logger: Logger(label: "metrics-test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let running = Task { try await worker.run() }
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            let counts = try await server.store.counts()
+            if (counts[.succeeded] ?? 0) + (counts[.dead] ?? 0) == 7 { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        worker.beginDrain()
+        try await running.value
+
+        let after = try await server.metrics()
+        #expect(Self.sample(after, "baton_queue_depth{lane=\"\(lane)\"}") == 0)
+        #expect(Self.sample(after, "baton_job_duration_seconds_count{lane=\"\(lane)\",outcome=\"succeeded\"}") == 5)
+        #expect(Self.sample(after, "baton_job_duration_seconds_count{lane=\"\(lane)\",outcome=\"dead\"}") == 2)
+        #expect(Self.sample(after, "baton_queue_wait_seconds_count{lane=\"\(lane)\"}") == 9, "7 first runs and 2 retries")
+        #expect((Self.sample(after, "baton_retries_total{reason=\"exit_code\"}") ?? 0) >= retriesBefore + 2)
+        #expect((Self.sample(after, "baton_dead_letters_total{reason=\"exit_code\"}") ?? 0) >= 2)
+        #expect(Self.sample(after, "baton_nodes{state=\"stopped\"}") ?? 0 >= 1)
+        #expect(after.contains("baton_stage_duration_seconds_bucket{stage_kind=\"noop\""))
+
+        // promtool (scripts/test installs it and sets BATON_PROMTOOL).
+        if let promtool = ProcessInfo.processInfo.environment["BATON_PROMTOOL"], !promtool.isEmpty {
+            let file = server.directory.appendingPathComponent("metrics.txt")
+            try after.write(to: file, atomically: true, encoding: .utf8)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "\(promtool) check metrics < \(file.path) > \(file.path).out 2>&1"]
+            try process.run()
+            while process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
+            let output = (try? String(contentsOf: URL(fileURLWithPath: file.path + ".out"), encoding: .utf8)) ?? ""
+            #expect(process.terminationStatus == 0, "promtool check metrics: \(output)")
+        } else if ProcessInfo.processInfo.environment["BATON_REQUIRE_POSTGRES"] != nil {
+            Issue.record("scripts/test runs this test with promtool (BATON_PROMTOOL) set")
+        }
+        await server.stop()
     }
 }

@@ -3,7 +3,21 @@ import Metrics
 /// What a node measures, through swift-metrics: a process that serves the API (`baton up`)
 /// exports them at `/metrics`; elsewhere they cost nothing (no metrics backend is set up).
 /// Labels stay low-cardinality: lanes, stage kinds, outcomes and failure reasons, never ids.
-enum NodeMetrics {
+public enum NodeMetrics {
+    /// Help text and (for durations) histogram buckets in seconds of every metric a node
+    /// records, by name.
+    public static let catalog: [String: (help: String, bucketsSec: [Double]?)] = [
+        "baton_queue_wait_seconds": ("How long jobs waited in their lane before a node started them.",
+                                     [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900]),
+        "baton_stage_duration_seconds": ("How long stages ran, by stage kind.",
+                                         [0.001, 0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600]),
+        "baton_job_duration_seconds": ("How long jobs ran on the node that finished them, by lane and outcome.",
+                                       [0.001, 0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14400]),
+        "baton_retries_total": ("Failed attempts that will run again after a backoff, by failure reason.", nil),
+        "baton_dead_letters_total": ("Jobs that became dead letters, by failure reason.", nil),
+        "baton_lease_expiries_total": ("Leases taken back by a rescue (expired, or held by a node declared dead).", nil),
+    ]
+
     /// How long a job waited in its lane before a node started it.
     static func queueWait(lane: String, ms: Int64) {
         Metrics.Timer(label: "baton_queue_wait_seconds", dimensions: [("lane", lane)]).recordMilliseconds(ms)
