@@ -1,6 +1,7 @@
 import BatonCore
 import Foundation
 import Logging
+import NIOPosix
 import NIOSSL
 import PostgresNIO
 
@@ -157,6 +158,28 @@ struct PostgresListener: Sendable {
             }
             try? await Task.sleep(for: .milliseconds(delayMs))
             delayMs = min(delayMs * 2, 5_000)
+        }
+    }
+}
+
+extension PostgresJobStore {
+    /// Whether a TCP connection to the server of `url` opens within `timeoutSec`: nil when it
+    /// does, else what went wrong, naming the host and port (for `baton doctor`, which must
+    /// not wait out the pool's retries to say "connection refused").
+    public static func probe(url: String, timeoutSec: Int64 = 3) async -> String? {
+        let endpoint: PostgresEndpoint
+        do {
+            endpoint = try PostgresEndpoint(url: url)
+        } catch {
+            return "\(error)"
+        }
+        let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connectTimeout(.seconds(timeoutSec))
+        do {
+            let channel = try await bootstrap.connect(host: endpoint.host, port: endpoint.port).get()
+            try? await channel.close()
+            return nil
+        } catch {
+            return "cannot connect to \(endpoint.host):\(endpoint.port): \(error)"
         }
     }
 }

@@ -62,3 +62,22 @@ extension PostgresJobStore {
         return Int(try rows.first?.get("n", as: Int64.self) ?? 0)
     }
 }
+
+extension PostgresJobStore {
+    public func activity(since: Date) async throws -> ActivityStats {
+        let since = since.epochMilliseconds
+        let row = try await rows("""
+            SELECT (SELECT count(*) FROM \(unescaped: tables.attempts) WHERE started_at >= \(since)) AS attempts,
+                   (SELECT count(*) FROM \(unescaped: tables.attempts)
+                    WHERE started_at >= \(since) AND outcome IN ('failed', 'lease_expired')) AS failed,
+                   (SELECT count(*) FROM \(unescaped: tables.jobs) WHERE state = 'dead' AND finished_at >= \(since)) AS dead
+            """)[0]
+        return ActivityStats(attempts: Int(try row.get("attempts", as: Int64.self)), failedAttempts: Int(try row.get("failed", as: Int64.self)),
+                             deadLetters: Int(try row.get("dead", as: Int64.self)))
+    }
+
+    public func serverTime() async throws -> Date? {
+        let row = try await rows("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now")[0]
+        return Date(epochMilliseconds: try row.get("now", as: Int64.self))
+    }
+}

@@ -54,3 +54,20 @@ extension SQLiteJobStore {
         }
     }
 }
+
+extension SQLiteJobStore {
+    public func activity(since: Date) async throws -> ActivityStats {
+        let since = since.epochMilliseconds
+        return try await read { db in
+            let row = try Row.fetchOne(db, sql: """
+                SELECT COUNT(*) AS attempts, COUNT(*) FILTER (WHERE outcome IN ('failed', 'lease_expired')) AS failed
+                FROM attempts WHERE started_at >= ?
+                """, arguments: [since])
+            let dead = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM jobs WHERE state = 'dead' AND finished_at >= ?",
+                                        arguments: [since]) ?? 0
+            return ActivityStats(attempts: row?["attempts"] ?? 0, failedAttempts: row?["failed"] ?? 0, deadLetters: dead)
+        }
+    }
+
+    public func serverTime() async throws -> Date? { nil }
+}

@@ -134,6 +134,17 @@ public protocol JobStore: Sendable {
     /// Counts jobs per state (all lanes).
     func counts() async throws -> [JobState: Int]
 
+    // MARK: Health
+
+    /// Attempts started since `since`, how many of them failed or lost their lease, and jobs
+    /// that became dead letters since then (for `baton doctor`; reads the attempts of the
+    /// period, so it is not for a hot path).
+    func activity(since: Date) async throws -> ActivityStats
+
+    /// The store server's clock (PostgreSQL's `now()`), to measure this host's skew against
+    /// it; nil when the store has no clock of its own (SQLite: the same host).
+    func serverTime() async throws -> Date?
+
     /// Waits until work may be ready (a job was enqueued or released) or `seconds` passed.
     /// Polling stays the fallback: engines without push simply sleep.
     func waitForWork(upTo seconds: Double) async

@@ -316,3 +316,17 @@ public struct JobFilter: Sendable, Hashable {
         self.limit = limit
     }
 }
+
+/// What a period of work looked like (see `JobStore.activity(since:)`).
+public struct ActivityStats: Sendable, Hashable {
+    public var attempts: Int
+    /// Attempts that failed or whose lease expired.
+    public var failedAttempts: Int
+    public var deadLetters: Int
+
+    public init(attempts: Int, failedAttempts: Int, deadLetters: Int) {
+        self.attempts = attempts
+        self.failedAttempts = failedAttempts
+        self.deadLetters = deadLetters
+    }
+}

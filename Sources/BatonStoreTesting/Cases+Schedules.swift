@@ -343,3 +343,24 @@ extension JobStoreConformance {
         },
     ]
 }
+
+extension JobStoreConformance {
+    static let healthCases: [ConformanceCase] = [
+        ConformanceCase("activityCountsAttemptsFailuresAndDeadLettersOfThePeriod") { h in
+            let start = h.clock.now
+            let retried = try await h.enqueue(h.spec(retry: RetryPolicy(maxAttempts: 2, initialSec: 1, jitter: 0)))
+            _ = try await h.enqueue(h.spec())
+            let first = try await h.claimOne("n1")
+            #expect(first.jobID == retried)
+            _ = try await h.store.fail(first, failure: .transient("exit_code", "75"), report: .empty)
+            _ = try await h.runToSuccess("n1")
+            h.clock.advance(by: 2)
+            let again = try await h.claimOne("n1")
+            _ = try await h.store.fail(again, failure: .transient("exit_code", "75"), report: .empty)
+            let stats = try await h.store.activity(since: start)
+            #expect(stats == ActivityStats(attempts: 3, failedAttempts: 2, deadLetters: 1))
+            h.clock.advance(by: 60)
+            #expect(try await h.store.activity(since: h.clock.now) == ActivityStats(attempts: 0, failedAttempts: 0, deadLetters: 0))
+        },
+    ]
+}
