@@ -35,12 +35,21 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String?
 
+    @Option(name: .long, help: "Log format: text, or json (one object a line; overrides logs.format).")
+    var logFormat: String?
+
     func loadConfig() throws(BatonError) -> BatonConfig {
         var environment = ProcessInfo.processInfo.environment
         // --db wins over BATON_DB, so a BATON_DB it replaces is not validated either.
         if db != nil { environment["BATON_DB"] = nil }
         var config = try ConfigLoader.resolve(path: self.config, environment: environment)
         if let db { try ConfigLoader.overrideStore(db, source: "--db", in: &config) }
+        if let logFormat {
+            guard LogSettings.formats.contains(logFormat) else {
+                throw BatonError(.invalidInput, field: "--log-format", "expected text or json, got \"\(logFormat)\"")
+            }
+            config.logs.format = logFormat
+        }
         return config
     }
 }
@@ -79,9 +88,11 @@ func exitCode(for code: BatonError.Code) -> Int32 {
 
 func printJSON(_ value: JSONValue) { print(Format.json(value)) }
 
-func bootstrapLogging(_ level: String?) {
+/// Logs to standard error at `level`, as text or (`format` json) one JSON object a line.
+func bootstrapLogging(_ level: String?, format: String = "text") {
     let parsed = level.flatMap(Logger.Level.init(rawValue:)) ?? .info
     LoggingSystem.bootstrap { label in
+        if format == "json" { return JSONLogHandler(label: label, level: parsed) }
         var handler = StreamLogHandler.standardError(label: label)
         handler.logLevel = parsed
         return handler

@@ -15,7 +15,7 @@ enum NodeRunner {
     /// - Parameter reload: reads the configuration again (SIGHUP); lane caps apply at once.
     static func run(_ config: BatonConfig, banner: Bool, serveAPI: Bool = false, logLevel: String?,
                     reload: @escaping @Sendable () throws -> BatonConfig) async throws {
-        bootstrapLogging(logLevel ?? config.logs.level)
+        bootstrapLogging(logLevel ?? config.logs.level, format: config.logs.format)
         let logger = Logger(label: "baton")
         let store = try await openStore(config)
         let node = config.node
@@ -78,7 +78,7 @@ struct Server: AsyncParsableCommand {
     func run() async throws {
         try await reporting {
             let config = try global.loadConfig()
-            bootstrapLogging(global.logLevel ?? config.logs.level)
+            bootstrapLogging(global.logLevel ?? config.logs.level, format: config.logs.format)
             let logger = Logger(label: "baton")
             let store = try await openStore(config)
             guard let api = try apiServer(config, store: store, logger: logger) else {

@@ -107,6 +107,7 @@ public struct BatonConfig: Sendable, Hashable {
                 "dir": .string(logs.dir),
                 "capture_bytes": .int(Int64(logs.captureBytes)),
                 "level": .string(logs.level),
+                "format": .string(logs.format),
             ]),
             "sqlite": .object([
                 "synchronous": .string(sqlite.synchronous),
@@ -248,11 +249,16 @@ public struct LogSettings: Sendable, Hashable {
     public var captureBytes: Int
     /// One of `levels`. Default `info`.
     public var level: String
+    public static let formats = ["text", "json"]
+    /// `text` (one line a message, for people) or `json` (one JSON object a line, with
+    /// node.id, job.id, job.stage and lane as fields, for log shippers). Default `text`.
+    public var format: String
 
     public init() {
         dir = "./baton-logs"
         captureBytes = 16_384
         level = "info"
+        format = "text"
     }
 
     /// `level` as a swift-log level (`.info` should it hold anything else).

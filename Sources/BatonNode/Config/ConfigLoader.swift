@@ -20,7 +20,7 @@ public enum ConfigLoader {
                            "rescue_interval_sec", "heartbeat_interval_sec", "dead_after_missed"]
     static let defaultsKeys = ["lane", "dedupe_window_sec", "queue_timeout_sec", "exec_timeout_sec",
                                "lease_ttl_sec", "ttl_sec", "retry"]
-    static let logsKeys = ["dir", "capture_bytes", "level"]
+    static let logsKeys = ["dir", "capture_bytes", "level", "format"]
     static let sqliteKeys = ["synchronous", "busy_timeout_sec"]
     static let postgresKeys = ["schema", "max_connections", "connect_timeout_sec", "operation_timeout_sec"]
     static let environmentKeys = ["BATON_NODE_ID", "BATON_DB", "BATON_REGION"]
@@ -239,6 +239,7 @@ public enum ConfigLoader {
         logs.dir = try r.string("dir", maxLength: 4096, what: "a directory path") ?? logs.dir
         logs.captureBytes = try r.int("capture_bytes", in: 0...(16 * 1024 * 1024)) ?? logs.captureBytes
         logs.level = try oneOf(r, "level", LogSettings.levels) ?? logs.level
+        logs.format = try oneOf(r, "format", LogSettings.formats) ?? logs.format
         return logs
     }
 

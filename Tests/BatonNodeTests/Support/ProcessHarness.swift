@@ -107,11 +107,11 @@ final class ProcessHarness: @unchecked Sendable {
     @discardableResult
     func startWorker(_ node: String, capacity: Int = 1, drainTimeoutSec: Double = 30, heartbeatIntervalSec: Double = 10,
                      deadAfterMissed: Int = 3, pollIntervalMs: Int = 50, logLevel: String = "debug", tags: [String] = [],
-                     extra: String = "", log: String? = nil) throws -> Process {
+                     extra: String = "", arguments: [String] = [], log: String? = nil) throws -> Process {
         let configPath = try config(node: node, capacity: capacity, drainTimeoutSec: drainTimeoutSec,
                                     heartbeatIntervalSec: heartbeatIntervalSec, deadAfterMissed: deadAfterMissed,
                                     pollIntervalMs: pollIntervalMs, logLevel: logLevel, tags: tags, extra: extra)
-        let process = try launch(["worker", "--config", configPath], log: log ?? "\(node).log")
+        let process = try launch(["worker", "--config", configPath] + arguments, log: log ?? "\(node).log")
         workers.append(process)
         return process
     }
