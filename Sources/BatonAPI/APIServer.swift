@@ -27,10 +27,11 @@ public struct APIServer: Service {
         guard let host = config.api.host else {
             throw BatonError(.invalidInput, field: "api.listen", "the API is off: expected HOST:PORT to serve it")
         }
-        let routes = APIRoutes(store: store, config: config, tokens: try TokenTable(config.api, environment: environment),
-                               metrics: MetricsExport(registry: registry, store: store))
+        let tokens = try TokenTable(config.api, environment: environment)
+        let routes = APIRoutes(store: store, config: config, tokens: tokens, metrics: MetricsExport(registry: registry, store: store))
         let router = Router(context: BasicRequestContext.self)
         routes.register(on: router)
+        Dashboard(store: store, tokens: tokens).register(on: router)
         // What the router refuses (no such path, or no such method on it) leaves as JSON too.
         let responder = router.buildResponder()
         let limit = config.api.maxBodyBytes

@@ -34,13 +34,7 @@ enum Format {
         duration(now.timeIntervalSince(date))
     }
 
-    static func duration(_ seconds: Double) -> String {
-        let s = max(0, seconds)
-        if s < 1 { return "\(Int((s * 1000).rounded()))ms" }
-        if s < 60 { return String(format: "%.1fs", s) }
-        if s < 3600 { return "\(Int(s) / 60)m\(Int(s) % 60)s" }
-        return "\(Int(s) / 3600)h\((Int(s) % 3600) / 60)m"
-    }
+    static func duration(_ seconds: Double) -> String { DurationText.format(seconds) }
 
     static func json(_ value: JSONValue) -> String {
         let encoder = JSONEncoder()

@@ -192,3 +192,62 @@ public struct RedrivePlan: Sendable {
                   "from_start": fromStart ? "true" : "false", "resume_stage": job.spec.stages[index].name]
     }
 }
+
+/// The handover log of one job as a timeline: every claim (with the node it came from and
+/// the gap since that node was last heard from), every loss and rescue, every release.
+public enum Handover {
+    /// One line a handover event, each starting with its offset from the job's enqueue
+    /// (`+4.1s`, padded to 10 characters). Empty when the job never changed hands.
+    public static func timeline(_ detail: JobDetail) -> [String] {
+        let start = detail.job.enqueuedAt
+        var lines: [String] = []
+        func ms(_ value: String?) -> String { value.flatMap(Double.init).map { DurationText.format($0 / 1000) } ?? "?" }
+        for event in detail.events {
+            let at = "+" + DurationText.format(event.at.timeIntervalSince(start))
+            let stage = event.stage.map { " stage \($0)" } ?? ""
+            let attempt = event.attempt.map { " attempt \($0)" } ?? ""
+            let d = event.detail
+            let text: String
+            switch event.kind {
+            case .claimed:
+                var t = "claimed by \(event.nodeID ?? "?")\(stage)\(attempt)"
+                if let from = d["from_node"] {
+                    t += from == event.nodeID ? ", again after \(ms(d["handover_ms"]))" : ", handed over from \(from) after \(ms(d["handover_ms"]))"
+                } else {
+                    t += " after waiting \(ms(d["wait_ms"]))"
+                }
+                if d["region_fallback"] == "true" {
+                    t += " (region fallback: wanted \(d["region_affinity"] ?? "?"), node in \(d["node_region"].flatMap { $0.isEmpty ? nil : $0 } ?? "no region"))"
+                }
+                text = t
+            case .heartbeatLost:
+                text = "lost by \(event.nodeID ?? d["from_node"] ?? "?")\(stage): \(d["reason"] ?? "lease_expired"), silent \(ms(d["silent_ms"]))"
+            case .rescued:
+                text = "rescued from \(d["from_node"] ?? "?"), queued again"
+            case .released:
+                text = "released by \(event.nodeID ?? "?")\(stage) (\(d["reason"] ?? "-")), queued again"
+            case .completed:
+                text = "completed on \(event.nodeID ?? "?")"
+            case .deadLettered where d["from_node"] != nil:
+                text = "dead-lettered after losing \(d["from_node"] ?? "?") (\(d["reason"] ?? "-"))"
+            default:
+                continue
+            }
+            lines.append(at.padding(toLength: 10, withPad: " ", startingAt: 0) + text)
+        }
+        // Only worth showing when the job changed hands or was lost at least once.
+        let claims = detail.events.filter { $0.kind == .claimed }.count
+        return claims > 1 || lines.contains(where: { $0.contains("lost by") }) ? lines : []
+    }
+}
+
+/// Durations as people read them: `12ms`, `4.1s`, `3m20s`, `2h5m`.
+public enum DurationText {
+    public static func format(_ seconds: Double) -> String {
+        let s = max(0, seconds)
+        if s < 1 { return "\(Int((s * 1000).rounded()))ms" }
+        if s < 60 { return String(format: "%.1fs", s) }
+        if s < 3600 { return "\(Int(s) / 60)m\(Int(s) % 60)s" }
+        return "\(Int(s) / 3600)h\((Int(s) % 3600) / 60)m"
+    }
+}

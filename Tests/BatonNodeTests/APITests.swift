@@ -344,4 +344,70 @@ import Testing
         }
         await server.stop()
     }
+
+    /// The dashboard: sign in with a token (cookie), an overview, a job page with its stages,
+    /// attempts and handovers, and dead letters that only an admin may redrive.
+    @Test func theDashboardSignsInShowsTheClusterAndLetsAnAdminRedrive() async throws {
+        let server = try await Server.start()
+        _ = try await server.store.enqueue(JobSpec(id: "chain-1", stages: [
+            StageSpec(name: "compile", run: .noop), StageSpec(name: "sign", run: .noop), StageSpec(name: "upload", run: .noop),
+        ]))
+        // compile on mini-01, which then stops (releasing sign); mini-02 takes the job over: one handover.
+        let first = try #require(try await server.store.claim(ClaimRequest(nodeID: "mini-01", limit: 1)).first)
+        guard case .nextStage(let second) = try await server.store.complete(first) else { Issue.record("expected the next stage"); return }
+        try await server.store.release(second, reason: "shutdown")
+        var lease = try #require(try await server.store.claim(ClaimRequest(nodeID: "mini-02", limit: 1)).first)
+        while case .nextStage(let next) = try await server.store.complete(lease) { lease = next }
+        _ = try await server.store.enqueue(JobSpec(id: "broken", stages: [StageSpec(name: "s", run: .noop)]))
+        let broken = try #require(try await server.store.claim(ClaimRequest(nodeID: "mini-02", limit: 1)).first)
+        _ = try await server.store.fail(broken, failure: .fatal("exit_code", "exited with status 1"), report: .empty)
+
+        // Redirects are what is checked here: not followed.
+        let client = HTTPClient(configuration: .init(redirectConfiguration: .disallow))
+        func get(_ path: String, cookie: String?) async throws -> (Int, String, String?) {
+            var request = HTTPClientRequest(url: server.base + path)
+            if let cookie { request.headers.add(name: "cookie", value: cookie) }
+            let response = try await client.execute(request, timeout: .seconds(10))
+            return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 4 << 20)),
+                    response.headers.first(name: "location"))
+        }
+        let (anonymous, _, location) = try await get("/dashboard", cookie: nil)
+        #expect(anonymous == 303 && location == "/dashboard/login")
+
+        var login = HTTPClientRequest(url: server.base + "/dashboard/login")
+        login.method = .POST
+        login.headers.add(name: "content-type", value: "application/x-www-form-urlencoded")
+        login.body = .bytes(ByteBuffer(string: "token=\(Self.reader)"))
+        let signedIn = try await client.execute(login, timeout: .seconds(10))
+        let setCookie = try #require(signedIn.headers.first(name: "set-cookie"))
+        #expect(signedIn.status.code == 303 && setCookie.contains("HttpOnly") && setCookie.contains("SameSite=Strict"))
+        let cookie = String(setCookie.split(separator: ";")[0])
+
+        let (overview, html, _) = try await get("/dashboard", cookie: cookie)
+        #expect(overview == 200)
+        for section in ["<h2>Lanes</h2>", "<h2>Nodes</h2>", "<h2>Recent jobs</h2>", "<h2>Dead letters</h2>", "<h2>Held gates</h2>"] {
+            #expect(html.contains(section), "overview shows \(section)")
+        }
+        #expect(html.contains("/dashboard/jobs/chain-1") && html.contains("http-equiv=refresh"))
+
+        let (jobPage, job, _) = try await get("/dashboard/jobs/chain-1", cookie: cookie)
+        #expect(jobPage == 200)
+        for text in ["compile", "sign", "upload", "<h2>Handovers</h2>", "handed over from mini-01", "<h2>Attempts</h2>", "<h2>Events</h2>"] {
+            #expect(job.contains(text), "the job page shows \(text)")
+        }
+        let (missing, _, _) = try await get("/dashboard/jobs/nope", cookie: cookie)
+        #expect(missing == 404)
+
+        var redrive = HTTPClientRequest(url: server.base + "/dashboard/dead-letters/broken/redrive")
+        redrive.method = .POST
+        redrive.headers.add(name: "cookie", value: cookie)
+        #expect(try await client.execute(redrive, timeout: .seconds(10)).status.code == 403, "a reader may not redrive")
+        redrive.headers.replaceOrAdd(name: "cookie", value: "baton_token=\(Self.admin)")
+        let redriven = try await client.execute(redrive, timeout: .seconds(10))
+        #expect(redriven.status.code == 200)
+        #expect(String(buffer: try await redriven.body.collect(upTo: 1 << 20)).contains("queued again"))
+        #expect(try await server.store.job(id: "broken")?.state == .queued)
+        try await client.shutdown()
+        await server.stop()
+    }
 }
