@@ -78,6 +78,10 @@ struct Dashboard: Sendable {
         let dead = try await store.jobs(matching: JobFilter(states: JobState.deadLetterStates, limit: 10))
         let gates = try await store.gates().filter { $0.state == .held }
         let recent = try await store.jobs(matching: JobFilter(limit: 15))
+        let handovers = try await store.recentEvents(kinds: [.claimed, .heartbeatLost, .rescued], limit: 200, window: 20_000)
+            .filter { event in
+                event.kind != .claimed || (event.detail["from_node"].map { $0 != event.nodeID } ?? false)
+            }.prefix(10)
         var html = "<h2>Lanes</h2>" + Self.table(["Lane", "Cap", "Running", "Waiting", "Oldest wait", "Wait p50", "Wait p99"], lanes.map { lane in
             [Self.escape(lane.name), lane.cap.map(String.init) ?? "–", String(lane.running), String(lane.waiting),
              lane.oldestReadySec.map(DurationText.format) ?? "–", lane.wait.p50Ms.map { "\($0) ms" } ?? "–",
@@ -90,6 +94,19 @@ struct Dashboard: Sendable {
                     DurationText.format(now.timeIntervalSince(row.node.lastSeen)) + " ago", "\(row.node.inFlight)/\(info.capacity)",
                     Self.escape(info.region ?? "–"), Self.escape(info.version), Self.escape(info.configHash),
                     row.drift.isEmpty ? "" : "<span class=bad>\(row.drift.joined(separator: ", "))</span>"]
+        })
+        html += "<h2>Recent handovers</h2>" + Self.table(["At", "Job", "Stage", "What"], handovers.map { event in
+            let d = event.detail
+            let what: String
+            switch event.kind {
+            case .claimed:
+                what = "\(d["from_node"] ?? "?") → \(event.nodeID ?? "?") after \(d["handover_ms"].flatMap(Double.init).map { DurationText.format($0 / 1000) } ?? "?")"
+            case .heartbeatLost:
+                what = "lost by \(event.nodeID ?? d["from_node"] ?? "?"): \(d["reason"] ?? "lease_expired")"
+            default:
+                what = "rescued from \(d["from_node"] ?? "?")"
+            }
+            return [JSONTime.string(event.at), Self.link(event.jobID), Self.escape(event.stage ?? "–"), Self.escape(what)]
         })
         html += "<h2>Recent jobs</h2>" + Self.table(["Job", "State", "Lane", "Stage", "Attempts", "Last node", "Updated"], recent.map(Self.jobRow))
         html += "<h2>Dead letters</h2>" + (dead.isEmpty ? "<p>None.</p>"

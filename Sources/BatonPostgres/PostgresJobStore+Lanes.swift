@@ -81,3 +81,13 @@ extension PostgresJobStore {
         return Date(epochMilliseconds: try row.get("now", as: Int64.self))
     }
 }
+
+extension PostgresJobStore {
+    public func recentEvents(kinds: [JobEvent.Kind], limit: Int, window: Int) async throws -> [JobEvent] {
+        try await rows("""
+            SELECT * FROM \(unescaped: tables.events)
+            WHERE seq > (SELECT coalesce(max(seq), 0) FROM \(unescaped: tables.events)) - \(Int64(window))
+              AND kind = ANY(\(kinds.map(\.rawValue))) ORDER BY seq DESC LIMIT \(Int64(limit))
+            """).map(Self.event(from:))
+    }
+}

@@ -200,7 +200,8 @@ extension PostgresJobStore {
                               stageIndex: Int(try row.get("stage_index", as: Int32.self)),
                               expiresAt: Date(epochMilliseconds: try row.get("lease_expires_at")), spec: spec,
                               outputs: JobOutputs.stored(try row.get("outputs", as: String?.self)), node: request.placement,
-                              waitMs: max(0, now - (try row.get("run_at", as: Int64.self))))
+                              waitMs: max(0, now - (try row.get("run_at", as: Int64.self))),
+                              handoffMs: (try row.get("handoff_at", as: Int64?.self)).map { max(0, now - $0) })
             let order = (-Int64(try row.get("priority", as: Int32.self)), try row.get("run_at", as: Int64.self),
                          try row.get("seq", as: Int64.self))
             leases.append((order, lease))
@@ -215,7 +216,7 @@ extension PostgresJobStore {
 /// node's pickup latency waits on, and parsing and planning it was a third of its server time.
 /// Table names resolve through the pool's `search_path` (the store's schema).
 struct ClaimStatement: PostgresPreparedStatement {
-    static let name = "baton_claim_v4"
+    static let name = "baton_claim_v5"
     static let sql = """
         WITH claimed AS (
             SELECT r_seq AS seq, r_id AS id, r_spec AS spec, r_priority AS priority, r_attempts AS attempts,
@@ -243,7 +244,7 @@ struct ClaimStatement: PostgresPreparedStatement {
                        'node_region', CASE WHEN region_affinity <> $2 THEN $2 END))::text
             FROM claimed
         )
-        SELECT seq, id, spec, priority, attempts, fence, stage_index, run_at, lease_expires_at, outputs FROM claimed
+        SELECT seq, id, spec, priority, attempts, fence, stage_index, run_at, lease_expires_at, outputs, handoff_at FROM claimed
         """
     static let bindingDataTypes: [PostgresDataType] = [.int8, .text, .int8, .text, .textArray, .bool]
 

@@ -71,3 +71,19 @@ extension SQLiteJobStore {
 
     public func serverTime() async throws -> Date? { nil }
 }
+
+extension SQLiteJobStore {
+    public func recentEvents(kinds: [JobEvent.Kind], limit: Int, window: Int) async throws -> [JobEvent] {
+        guard !kinds.isEmpty else { return [] }
+        var bound = StatementArguments([window])
+        bound += StatementArguments(kinds.map(\.rawValue))
+        bound += [limit]
+        let arguments = bound
+        return try await read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT * FROM events WHERE seq > (SELECT coalesce(max(seq), 0) FROM events) - ?
+                  AND kind IN (\(kinds.map { _ in "?" }.joined(separator: ", "))) ORDER BY seq DESC LIMIT ?
+                """, arguments: arguments).map(Self.event(from:))
+        }
+    }
+}

@@ -269,7 +269,8 @@ public final class SQLiteJobStore: JobStore {
                                      stage: stageName, attempt: attempt, fence: fence, detail: detail))
         return Lease(jobID: id, nodeID: request.nodeID, fence: fence, attempt: attempt, stageIndex: stageIndex,
                      expiresAt: Date(epochMilliseconds: expires), spec: spec,
-                     outputs: JobOutputs.stored(row["outputs"]), node: request.placement, waitMs: max(0, now - runAt))
+                     outputs: JobOutputs.stored(row["outputs"]), node: request.placement, waitMs: max(0, now - runAt),
+                     handoffMs: handoffAt.map { max(0, now - $0) })
     }
 
     // MARK: Shared row helpers

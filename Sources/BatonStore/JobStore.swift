@@ -141,6 +141,10 @@ public protocol JobStore: Sendable {
     /// period, so it is not for a hot path).
     func activity(since: Date) async throws -> ActivityStats
 
+    /// The newest events of `kinds` across all jobs, newest first, looking back at most
+    /// `window` events (for the dashboard's recent handovers).
+    func recentEvents(kinds: [JobEvent.Kind], limit: Int, window: Int) async throws -> [JobEvent]
+
     /// The store server's clock (PostgreSQL's `now()`), to measure this host's skew against
     /// it; nil when the store has no clock of its own (SQLite: the same host).
     func serverTime() async throws -> Date?

@@ -54,10 +54,14 @@ public struct Lease: Sendable, Hashable {
     /// How long the job waited to be claimed (ready → claimed), for the claim that made this
     /// lease; nil for a stage that followed on the same node.
     public var waitMs: Int64?
+    /// For a stage handed over by another node: how long from the handoff to this claim.
+    public var handoffMs: Int64?
 
     public init(jobID: String, nodeID: String, fence: Int64, attempt: Int, stageIndex: Int, expiresAt: Date, spec: JobSpec,
-                outputs: JobOutputs = .empty, node: NodePlacement = NodePlacement(), waitMs: Int64? = nil) {
+                outputs: JobOutputs = .empty, node: NodePlacement = NodePlacement(), waitMs: Int64? = nil,
+                handoffMs: Int64? = nil) {
         self.waitMs = waitMs
+        self.handoffMs = handoffMs
         self.jobID = jobID
         self.nodeID = nodeID
         self.fence = fence

@@ -75,6 +75,7 @@ extension JobStoreConformance {
                     "every tag of the stage is required")
             h.clock.advance(by: 2)
             let sign = try await h.claimOne("mac-1", tags: ["signing", "mac", "arm64"])
+            #expect(sign.handoffMs == 2000, "the claiming node learns how long the handoff waited")
             #expect(sign.stageIndex == 1)
             #expect(sign.attempt == 1)
             // The stage after it asks for nothing: it runs on as it is, on the node that has the job.

@@ -346,6 +346,17 @@ extension JobStoreConformance {
 
 extension JobStoreConformance {
     static let healthCases: [ConformanceCase] = [
+        ConformanceCase("recentEventsListTheNewestOfTheGivenKindsAcrossJobs") { h in
+            let id = try await h.enqueue(h.spec())
+            _ = try await h.enqueue(h.spec())
+            try await h.store.release(try await h.claimOne("n1"), reason: "shutdown")
+            _ = try await h.claimOne("n2")
+            let events = try await h.store.recentEvents(kinds: [.claimed, .released], limit: 2, window: 1000)
+            #expect(events.map(\.kind) == [.claimed, .released])
+            #expect(events.first?.jobID == id && events.first?.nodeID == "n2" && events.first?.detail["from_node"] == "n1")
+            #expect(try await h.store.recentEvents(kinds: [.claimed], limit: 10, window: 1).isEmpty == false)
+        },
+
         ConformanceCase("activityCountsAttemptsFailuresAndDeadLettersOfThePeriod") { h in
             let start = h.clock.now
             let retried = try await h.enqueue(h.spec(retry: RetryPolicy(maxAttempts: 2, initialSec: 1, jitter: 0)))

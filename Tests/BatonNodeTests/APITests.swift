@@ -385,7 +385,9 @@ import Testing
 
         let (overview, html, _) = try await get("/dashboard", cookie: cookie)
         #expect(overview == 200)
-        for section in ["<h2>Lanes</h2>", "<h2>Nodes</h2>", "<h2>Recent jobs</h2>", "<h2>Dead letters</h2>", "<h2>Held gates</h2>"] {
+        #expect(html.contains("mini-01 → mini-02"), "the overview lists the handover")
+        for section in ["<h2>Lanes</h2>", "<h2>Nodes</h2>", "<h2>Recent handovers</h2>", "<h2>Recent jobs</h2>", "<h2>Dead letters</h2>",
+                        "<h2>Held gates</h2>"] {
             #expect(html.contains(section), "overview shows \(section)")
         }
         #expect(html.contains("/dashboard/jobs/chain-1") && html.contains("http-equiv=refresh"))
@@ -395,6 +397,7 @@ import Testing
         for text in ["compile", "sign", "upload", "<h2>Handovers</h2>", "handed over from mini-01", "<h2>Attempts</h2>", "<h2>Events</h2>"] {
             #expect(job.contains(text), "the job page shows \(text)")
         }
+        try await Self.renderInChromium(["overview": html, "job": job], in: server.directory)
         let (missing, _, _) = try await get("/dashboard/jobs/nope", cookie: cookie)
         #expect(missing == 404)
 
@@ -409,5 +412,36 @@ import Testing
         #expect(try await server.store.job(id: "broken")?.state == .queued)
         try await client.shutdown()
         await server.stop()
+    }
+
+    /// Renders each page in headless Chromium (scripts/test installs Debian's chromium and sets
+    /// BATON_CHROMIUM): a screenshot is written and the rendered DOM keeps the page's tables.
+    static func renderInChromium(_ pages: [String: String], in directory: URL) async throws {
+        guard let chromium = ProcessInfo.processInfo.environment["BATON_CHROMIUM"], !chromium.isEmpty else {
+            if ProcessInfo.processInfo.environment["BATON_REQUIRE_POSTGRES"] != nil {
+                Issue.record("scripts/test runs this test with Chromium (BATON_CHROMIUM) set")
+            }
+            return
+        }
+        for (name, html) in pages {
+            let page = directory.appendingPathComponent("\(name).html")
+            try html.write(to: page, atomically: true, encoding: .utf8)
+            let png = directory.appendingPathComponent("\(name).png")
+            let dom = directory.appendingPathComponent("\(name).dom")
+            let flags = "--headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size=1280,1000"
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "\(chromium) \(flags) --screenshot=\(png.path) file://\(page.path) >/dev/null 2>&1 && "
+                                 + "\(chromium) \(flags) --dump-dom file://\(page.path) > \(dom.path) 2>/dev/null"]
+            try process.run()
+            let deadline = Date().addingTimeInterval(60)
+            while process.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+            if process.isRunning { process.terminate() }
+            #expect(process.terminationStatus == 0, "chromium rendered \(name)")
+            let size = (try? FileManager.default.attributesOfItem(atPath: png.path)[.size] as? Int) ?? 0
+            #expect(size > 10_000, "a screenshot of \(name) was written (\(size) bytes)")
+            let rendered = (try? String(contentsOf: dom, encoding: .utf8)) ?? ""
+            #expect(rendered.contains("<table>") && rendered.contains("Baton"), "the rendered DOM of \(name) has its tables")
+        }
     }
 }

@@ -13,6 +13,8 @@ public enum NodeMetrics {
                                          [0.001, 0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600]),
         "baton_job_duration_seconds": ("How long jobs ran on the node that finished them, by lane and outcome.",
                                        [0.001, 0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14400]),
+        "baton_handoff_latency_seconds": ("How long a stage handed to another node waited for that node to claim it.",
+                                          [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60]),
         "baton_retries_total": ("Failed attempts that will run again after a backoff, by failure reason.", nil),
         "baton_dead_letters_total": ("Jobs that became dead letters, by failure reason.", nil),
         "baton_lease_expiries_total": ("Leases taken back by a rescue (expired, or held by a node declared dead).", nil),
@@ -21,6 +23,11 @@ public enum NodeMetrics {
     /// How long a job waited in its lane before a node started it.
     static func queueWait(lane: String, ms: Int64) {
         Metrics.Timer(label: "baton_queue_wait_seconds", dimensions: [("lane", lane)]).recordMilliseconds(ms)
+    }
+
+    /// A stage handed over by another node (placement), from the handoff to this claim.
+    static func handoff(ms: Int64) {
+        Metrics.Timer(label: "baton_handoff_latency_seconds").recordMilliseconds(ms)
     }
 
     /// One stage's run on this node, by what kind of stage it is.

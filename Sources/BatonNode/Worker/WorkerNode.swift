@@ -247,6 +247,7 @@ public final class WorkerNode: Service, Sendable {
             }
             for lease in leases {
                 if let wait = lease.waitMs { NodeMetrics.queueWait(lane: lease.spec.lane, ms: wait) }
+                if let handoff = lease.handoffMs { NodeMetrics.handoff(ms: handoff) }
             }
             for lease in leases where (lease.waitMs ?? 0) > Int64(options.waitWarnMs) && options.waitWarnMs > 0 {
                 group.addTask { await self.reportWait(lease) }
