@@ -46,7 +46,7 @@ struct Dashboard: Sendable {
             let id = try context.parameters.require("id")
             return try await guarded(request, .admin) {
                 let job = try await store.redrive(jobID: id, fromStart: false)
-                return try await deadLetters(message: "Job \(job.id) queued again at stage \(job.spec.stages[job.stageIndex].name).")
+                return try await deadLetters(message: "Job \(job.id) queued again at stage \(Self.stageName(job)).")
             }
         }
     }
@@ -153,7 +153,7 @@ struct Dashboard: Sendable {
         let dead = try await store.jobs(matching: JobFilter(states: JobState.deadLetterStates, limit: 200))
         var html = message.map { "<p class=good>\(Self.escape($0))</p>" } ?? ""
         html += dead.isEmpty ? "<p>No dead letters.</p>" : Self.table(["Job", "State", "Lane", "Failed stage", "Attempts", "Reason", ""], dead.map { job in
-            [Self.link(job.id), job.state.rawValue, Self.escape(job.spec.lane), Self.escape(job.spec.stages[job.stageIndex].name),
+            [Self.link(job.id), job.state.rawValue, Self.escape(job.spec.lane), Self.escape(Self.stageName(job)),
              String(job.attempts), Self.escape(job.lastReason ?? ""),
              "<form method=post action=\"/dashboard/dead-letters/\(Self.escape(job.id))/redrive\"><button>Redrive</button></form>"]
         })
@@ -163,8 +163,13 @@ struct Dashboard: Sendable {
     // MARK: HTML
 
     static func jobRow(_ job: JobRecord) -> [String] {
-        [link(job.id), job.state.rawValue, escape(job.spec.lane), escape(job.stageIndex < job.spec.stages.count ? job.spec.stages[job.stageIndex].name : "–"),
+        [link(job.id), job.state.rawValue, escape(job.spec.lane), escape(stageName(job)),
          "\(job.attempts)/\(job.spec.retry.maxAttempts)", escape(job.lastNode ?? "–"), JSONTime.string(job.updatedAt)]
+    }
+
+    /// The job's current stage ("–" once every stage is done).
+    static func stageName(_ job: JobRecord) -> String {
+        job.stageIndex < job.spec.stages.count ? job.spec.stages[job.stageIndex].name : "–"
     }
 
     static func link(_ id: String) -> String { "<a href=\"/dashboard/jobs/\(escape(id))\">\(escape(id))</a>" }
