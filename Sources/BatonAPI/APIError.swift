@@ -41,7 +41,9 @@ struct APIError: Error {
         case let error as HTTPError where error.status == .notFound:
             self = .notFound("")
         default:
-            self.init(status: .internalServerError, code: BatonError.Code.internal.rawValue, message: "internal error: \(error)")
+            // A driver's error may quote SQL or paths: clients get the kind of error only.
+            self.init(status: .internalServerError, code: BatonError.Code.internal.rawValue,
+                      message: "internal error (\(String(describing: type(of: error))))")
         }
     }
 

@@ -79,6 +79,15 @@ struct TokenTable: Sendable {
                 throw BatonError(.invalidInput, field: field,
                                  "the token in \(token.env) has \(secret.utf8.count) characters: expected at least 16")
             }
+            // It travels in an Authorization header and a cookie: printable ASCII, no separators.
+            guard secret.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ";") && $0 != UInt8(ascii: ",") }) else {
+                throw BatonError(.invalidInput, field: field,
+                                 "the token in \(token.env) has a space, a control character, ; or ,: expected printable ASCII without them")
+            }
+            if let same = entries.first(where: { $0.secret == Array(secret.utf8) }) {
+                throw BatonError(.invalidInput, field: field,
+                                 "the token in \(token.env) is the same as token \(same.name)'s: expected one secret per token")
+            }
             entries.append(Entry(name: token.name, scope: token.scope, secret: Array(secret.utf8)))
         }
         self.entries = entries
@@ -90,7 +99,7 @@ struct TokenTable: Sendable {
         let bytes = Array(presented.utf8)
         var found: Entry?
         for entry in entries {
-            var difference = UInt8(truncatingIfNeeded: entry.secret.count ^ bytes.count)
+            var difference: UInt8 = entry.secret.count == bytes.count ? 0 : 1
             for index in 0..<entry.secret.count {
                 difference |= entry.secret[index] ^ (index < bytes.count ? bytes[index] : 0)
             }

@@ -17,6 +17,9 @@ struct Dashboard: Sendable {
     func register(on router: Router<BasicRequestContext>) {
         router.get("/dashboard/login") { _, _ in Self.page("Sign in", refresh: false, body: Self.loginForm(error: nil)) }
         router.post("/dashboard/login") { request, _ in
+            guard Self.sameOrigin(request) else {
+                return Self.page("Not allowed", refresh: false, body: "<p>This form was posted from another origin.</p>", status: .forbidden)
+            }
             let form = String(buffer: try await request.body.collect(upTo: 8192))
             let token = Self.formValue(form, "token") ?? ""
             guard tokens.match(Substring(token)) != nil else {
@@ -51,8 +54,21 @@ struct Dashboard: Sendable {
         }
     }
 
+    /// Whether a form POST comes from this dashboard's own pages: the cookie is SameSite=Strict,
+    /// but a page on another port of the same host is the same site, so the browser's origin
+    /// headers are checked too.
+    static func sameOrigin(_ request: Request) -> Bool {
+        if let site = request.headers[HTTPField.Name("sec-fetch-site")!] { return site == "same-origin" || site == "none" }
+        guard let origin = request.headers[HTTPField.Name("origin")!] else { return true }
+        guard let host = request.head.authority else { return false }
+        return origin == "http://\(host)" || origin == "https://\(host)"
+    }
+
     /// Runs `body` for a signed-in caller with `scope`; otherwise the login page (or 403).
     func guarded(_ request: Request, _ scope: APISettings.Scope, _ body: () async throws -> Response) async throws -> Response {
+        if request.method == .post && !Self.sameOrigin(request) {
+            return Self.page("Not allowed", refresh: false, body: "<p>This form was posted from another origin.</p>", status: .forbidden)
+        }
         let presented = request.headers[.authorization].flatMap { $0.hasPrefix("Bearer ") ? $0.dropFirst(7) : nil }
             ?? Self.cookieValue(request.headers[.cookie] ?? "", Self.cookie).map { Substring($0) }
         guard let presented, let caller = tokens.match(presented) else {

@@ -1,4 +1,5 @@
 import BatonCore
+import BatonNode
 import Foundation
 import HTTPTypes
 
@@ -16,5 +17,10 @@ public enum OpenAPI {
     /// that keeps the document in step with the server.
     public static var routes: [String] {
         APIRoutes.table.map { "\($0.method.rawValue.lowercased()) \($0.path)" }
+    }
+
+    /// The scope each route needs (nil: open), by `method path` as in `routes`.
+    public static var scopes: [String: String?] {
+        Dictionary(uniqueKeysWithValues: APIRoutes.table.map { ("\($0.method.rawValue.lowercased()) \($0.path)", $0.scope?.rawValue) })
     }
 }

@@ -88,8 +88,11 @@ struct Doctor: AsyncParsableCommand {
             return Check(name: "node id", status: .pass, detail: "\"\(id)\" is free")
         }
         let info = holder.info
-        if info.host == LocalHost.name && LocalHost.processExists(info.pid) {
-            return Check(name: "node id", status: .pass, detail: "\"\(id)\" is held by the worker running here (pid \(info.pid))")
+        if info.host == LocalHost.name {
+            return LocalHost.processExists(info.pid)
+                ? Check(name: "node id", status: .pass, detail: "\"\(id)\" is held by the worker running here (pid \(info.pid))")
+                : Check(name: "node id", status: .pass,
+                        detail: "\"\(id)\" is still registered to pid \(info.pid) here, which is gone: the next start takes it over")
         }
         return Check(name: "node id", status: .fail,
                      detail: "\"\(id)\" is held by a live process elsewhere: pid \(info.pid) on host \(info.host)",
@@ -140,6 +143,9 @@ struct Doctor: AsyncParsableCommand {
     }
 
     static func laneCheck(_ config: BatonConfig, lanes: [LaneStats]) -> Check {
+        guard config.lanes.waitWarnMs > 0 else {
+            return Check(name: "lanes", status: .skip, detail: "queue.wait_warn_ms is 0 (off)")
+        }
         let threshold = Double(config.lanes.waitWarnMs) / 1000
         let saturated = lanes.filter { ($0.oldestReadySec ?? 0) > threshold }
         guard !saturated.isEmpty else {

@@ -97,6 +97,11 @@ import Testing
         return current
     }
 
+    static func array(_ value: JSONValue?) -> [JSONValue]? {
+        if case .array(let items)? = value { return items }
+        return nil
+    }
+
     static func string(_ value: JSONValue, _ path: String...) -> String? {
         var current: JSONValue? = value
         for key in path {
@@ -149,9 +154,11 @@ import Testing
         let (again, dedupe) = try await server.call(.POST, "/v1/jobs", token: Self.producer,
                                                     body: "{\"idempotency_key\": \"k\", \"stages\": [{\"name\": \"s\", \"run\": {\"noop\": {}}}]}")
         #expect(again == 201)
-        if case .array(let results)? = Self.field(dedupe, "jobs") { #expect(Self.string(results[0], "job_id") == "build-7") }
+        let results = try #require(Self.array(Self.field(dedupe, "jobs")), "\(dedupe)")
+        #expect(Self.string(results[0], "job_id") == "build-7")
         let (listed, list) = try await server.call(.GET, "/v1/jobs?state=queued&limit=10", token: Self.reader)
-        if case .array(let items)? = Self.field(list, "jobs") { #expect(listed == 200 && items.count == 2) }
+        let items = try #require(Self.array(Self.field(list, "jobs")), "\(list)")
+        #expect(listed == 200 && items.count == 2)
         let (shown, detail) = try await server.call(.GET, "/v1/jobs/build-7", token: Self.reader)
         #expect(shown == 200 && Self.string(detail, "job", "state") == "queued")
         #expect(Self.field(detail, "events") != nil && Self.field(detail, "envelope") != nil)
@@ -194,7 +201,8 @@ import Testing
         let lease = try #require(try await server.store.claim(ClaimRequest(nodeID: "n1", limit: 1)).first)
         _ = try await server.store.fail(lease, failure: .fatal("exit_code", "exited with status 1"), report: .empty)
         let (listed, dead) = try await server.call(.GET, "/v1/dead-letters", token: Self.reader)
-        if case .array(let jobs)? = Self.field(dead, "jobs") { #expect(listed == 200 && jobs.count == 1) }
+        let jobs = try #require(Self.array(Self.field(dead, "jobs")), "\(dead)")
+        #expect(listed == 200 && jobs.count == 1)
         let (redriven, job) = try await server.call(.POST, "/v1/dead-letters/broken/redrive", token: Self.admin, body: #"{"from_start": true}"#)
         #expect(redriven == 200 && Self.string(job, "state") == "queued")
         let (gates, _) = try await server.call(.GET, "/v1/gates", token: Self.reader)
@@ -223,7 +231,8 @@ import Testing
         let (ran, run) = try await server.call(.POST, "/v1/schedules/nightly/run", token: Self.admin)
         #expect(ran == 201 && Self.string(run, "job_id") != nil)
         let (listed, list) = try await server.call(.GET, "/v1/schedules", token: Self.reader)
-        if case .array(let items)? = Self.field(list, "schedules") { #expect(listed == 200 && items.count == 1) }
+        let items = try #require(Self.array(Self.field(list, "schedules")), "\(list)")
+        #expect(listed == 200 && items.count == 1)
         let (removed, _) = try await server.call(.DELETE, "/v1/schedules/nightly", token: Self.admin)
         #expect(removed == 204)
         let (again, _) = try await server.call(.DELETE, "/v1/schedules/nightly", token: Self.admin)
@@ -249,14 +258,27 @@ import Testing
             guard case .object(let operations) = value else { continue }
             for (method, operation) in operations {
                 documented.append("\(method) \(path)")
-                if path.hasPrefix("/v1/") {
+                if path.hasPrefix("/v1/") || path == "/metrics" {
                     #expect(Self.field(operation, "security") == .array([.object(["bearer": .array([])])]), "\(method) \(path)")
-                    #expect(Self.field(operation, "x-baton-scope") != nil, "\(method) \(path) names its scope")
+                    let served = OpenAPI.scopes["\(method) \(path)"] ?? nil
+                    #expect(served != nil && Self.string(operation, "x-baton-scope") == served, "\(method) \(path): documented scope is the served one")
                 }
             }
         }
         #expect(documented.sorted() == OpenAPI.routes.sorted())
         #expect(Self.string(OpenAPI.document, "openapi") == "3.1.0")
+    }
+
+    @Test func aTokenMatchesOnlyItselfNotAPrefixOrALongerString() async throws {
+        let server = try await Server.start()
+        for wrong in [String(Self.reader.dropLast()), Self.reader + "x", Self.reader + String(repeating: "A", count: 256),
+                      Self.reader + String(repeating: "A", count: 512), String(Self.reader.reversed())] {
+            let (status, _) = try await server.call(.GET, "/v1/jobs", token: wrong)
+            #expect(status == 401, "\(wrong.count) characters")
+        }
+        let (right, _) = try await server.call(.GET, "/v1/jobs", token: Self.reader)
+        #expect(right == 200)
+        await server.stop()
     }
 
     @Test func aTokenWhoseSecretIsMissingOrShortIsRefusedAtStart() throws {
@@ -406,6 +428,14 @@ import Testing
         redrive.headers.add(name: "cookie", value: cookie)
         #expect(try await client.execute(redrive, timeout: .seconds(10)).status.code == 403, "a reader may not redrive")
         redrive.headers.replaceOrAdd(name: "cookie", value: "baton_token=\(Self.admin)")
+        // Another origin (a page on another port of this host is the same site) may not post.
+        var forged = redrive
+        forged.headers.add(name: "origin", value: "http://127.0.0.1:3000")
+        #expect(try await client.execute(forged, timeout: .seconds(10)).status.code == 403, "a form from another origin")
+        forged.headers.remove(name: "origin")
+        forged.headers.add(name: "sec-fetch-site", value: "same-site")
+        #expect(try await client.execute(forged, timeout: .seconds(10)).status.code == 403, "a same-site but cross-origin form")
+        #expect(try await server.store.job(id: "broken")?.state == .dead, "nothing was redriven by them")
         let redriven = try await client.execute(redrive, timeout: .seconds(10))
         #expect(redriven.status.code == 200)
         #expect(String(buffer: try await redriven.body.collect(upTo: 1 << 20)).contains("queued again"))

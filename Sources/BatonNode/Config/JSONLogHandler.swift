@@ -25,16 +25,19 @@ public struct JSONLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         var fields: [String: JSONValue] = [
-            "ts": .string(JSONLogHandler.timestamp()), "level": .string(event.level.rawValue), "label": .string(label),
+            "ts": .null, "level": .string(event.level.rawValue), "label": .string(label),
             "message": .string("\(event.message)"), "source": .string(event.source),
         ]
         for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { _, new in new }) {
             // Metadata never hides the line's own fields: a "message" key becomes "meta.message".
             fields[fields[key] == nil ? key : "meta.\(key)"] = Self.json(value)
         }
-        var line = JSONValue.object(fields).encoded()
-        line.append(0x0A)
-        Self.output.withLock { _ in FileHandle.standardError.write(line) }
+        Self.output.withLock { _ in
+            fields["ts"] = .string(Self.formatter.string(from: Date()))
+            var line = JSONValue.object(fields).encoded()
+            line.append(0x0A)
+            FileHandle.standardError.write(line)
+        }
     }
 
     static func json(_ value: Logger.Metadata.Value) -> JSONValue {
@@ -46,9 +49,10 @@ public struct JSONLogHandler: LogHandler {
         }
     }
 
-    static func timestamp() -> String {
+    /// Used only under `output`'s lock.
+    nonisolated(unsafe) private static let formatter: ISO8601DateFormatter = {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: Date())
-    }
+        return formatter
+    }()
 }
