@@ -146,6 +146,7 @@ struct APIRoutes: Sendable {
         case (.post, "/v1/schedules"):
             return { request, _ in
                 let spec = try ScheduleSpec.read(try await body(request), path: "", reader: EnvelopeReader(defaults: config.defaults))
+                try spec.checkNew(now: Date(), field: "at")
                 let record = try await store.putSchedule(spec, source: .api)
                 return .json(record.json(last: nil, now: Date()), status: .created)
             }

@@ -66,12 +66,7 @@ struct Cron: AsyncParsableCommand {
                 let spec = try file.map { file throws(BatonError) in
                     try ScheduleSpec.read(try JSONValue.parse(try readInput(file), what: file), path: "", reader: reader)
                 } ?? fromFlags(reader)
-                // Configuration may keep a one-shot that already ran; a new one in the past
-                // would never fire.
-                if case .at(let instant) = spec.trigger, instant <= Date() {
-                    throw BatonError(.invalidInput, field: file == nil ? "--at" : "at",
-                                     "\(ISO8601DateFormatter().string(from: instant)) is in the past: expected a time to come")
-                }
+                try spec.checkNew(now: Date(), field: file == nil ? "--at" : "at")
                 let record = try await global.withStore { try await $0.putSchedule(spec, source: .api) }
                 print("schedule \(record.id): \(record.spec.trigger.summary), next \(record.nextFire(now: Date()).map { Format.time($0) } ?? "never")")
             }

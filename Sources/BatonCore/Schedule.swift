@@ -215,6 +215,16 @@ public struct ScheduleSpec: Sendable, Hashable {
         return formatter.string(from: instant)
     }
 
+    /// Checks a schedule being added (CLI or API) rather than read back: configuration and
+    /// the store may keep a one-shot that already ran, but a new one in the past never fires.
+    /// `field` names the input that gave `at`.
+    public func checkNew(now: Date, field: String) throws(BatonError) {
+        if case .at(let instant) = trigger, instant <= now {
+            throw BatonError(.invalidInput, field: field,
+                             "\(Self.instantText(instant)) is in the past: expected a time to come")
+        }
+    }
+
     static func readInstant(_ text: String) -> Date? {
         let formatter = ISO8601DateFormatter()
         if let date = formatter.date(from: text) { return date }

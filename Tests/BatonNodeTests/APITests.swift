@@ -224,6 +224,9 @@ import Testing
         let (badCron, bad) = try await server.call(.POST, "/v1/schedules", token: Self.admin,
                                                    body: "{\"id\": \"x\", \"cron\": \"61 * * * *\", \"job\": \(Self.noop)}")
         #expect(badCron == 422 && Self.string(bad, "error", "field") == "cron")
+        let (pastAt, past) = try await server.call(.POST, "/v1/schedules", token: Self.admin,
+                                                   body: "{\"id\": \"once\", \"at\": \"2020-01-01T00:00:00Z\", \"job\": \(Self.noop)}")
+        #expect(pastAt == 422 && Self.string(past, "error", "field") == "at", "a one-shot in the past would never fire")
         let (paused, pausedBody) = try await server.call(.POST, "/v1/schedules/nightly/pause", token: Self.admin, body: #"{"reason": "freeze"}"#)
         #expect(paused == 200 && Self.string(pausedBody, "reason") == "freeze")
         let (resumed, resumedBody) = try await server.call(.POST, "/v1/schedules/nightly/resume", token: Self.admin)
