@@ -30,6 +30,10 @@ final class MetricsExport: Sendable {
         let states = ["healthy", "late", "dead", "stopped"]
         set("baton_nodes", label: "state", states.map { state in (state, Double(nodes.filter { $0.health.rawValue == state }.count)) },
             help: "Registered nodes by health.")
+        let now = Date()
+        set("baton_model_cooldown_seconds", label: "model",
+            try await store.modelCooldowns().map { ("\($0.provider)/\($0.model)", max(0, $0.until.timeIntervalSince(now))) },
+            help: "Seconds until a model (provider/model; provider/* for a held provider) may be called again; 0 when it may.")
         return registry.emitToString()
     }
 

@@ -17,7 +17,7 @@ public struct BatonCommand: AsyncParsableCommand {
             """,
         version: BatonVersion.current,
         subcommands: [Up.self, Worker.self, Server.self, Submit.self, Jobs.self, Show.self, DLQ.self, Gate.self, Lanes.self, Inbound.self, Cron.self,
-                      Cancel.self, Nodes.self, Doctor.self,
+                      Cancel.self, Nodes.self, Models.self, Doctor.self,
                       ConfigCommand.self]
     )
 

@@ -19,6 +19,7 @@ enum NodeRunner {
         let logger = Logger(label: "baton")
         let store = try await openStore(config)
         let node = config.node
+        let llm = LLMExecutor(store: store, settings: config.models, alerts: .webhook(config.alerts.webhookURL), logger: logger)
         let worker = WorkerNode(
             store: store,
             options: WorkerOptions(nodeID: node.id, region: node.region, tags: node.tags, capacity: node.capacity,
@@ -27,6 +28,7 @@ enum NodeRunner {
                                    captureBytes: config.logs.captureBytes, heartbeatIntervalSec: node.heartbeatIntervalSec,
                                    deadAfterMissed: node.deadAfterMissed, configHash: config.configHash,
                                    laneCaps: config.lanes.caps, waitWarnMs: config.lanes.waitWarnMs),
+            executors: ExecutorRegistry(llm: llm),
             alerts: .webhook(config.alerts.webhookURL),
             logger: logger)
         if banner {
@@ -39,7 +41,7 @@ enum NodeRunner {
         }
         let scheduler = Scheduler(store: store, schedules: config.schedules, reader: EnvelopeReader(defaults: config.defaults),
                                   nodeID: node.id, alerts: .webhook(config.alerts.webhookURL), logger: logger)
-        let reloader = ConfigReloader(worker: worker, scheduler: scheduler, current: config, load: reload, logger: logger)
+        let reloader = ConfigReloader(worker: worker, scheduler: scheduler, llm: llm, current: config, load: reload, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: worker), .init(service: scheduler),
                                                                         .init(service: reloader)]
         if serveAPI, let api = try apiServer(config, store: store, logger: logger) { services.append(.init(service: api)) }
@@ -153,12 +155,14 @@ struct Worker: AsyncParsableCommand {
 }
 
 /// Reloads the configuration on SIGHUP: lane caps are published to the cluster at once
-/// (running jobs untouched), schedules are written at the scheduler's next pass. A file that
+/// (running jobs untouched), schedules are written at the scheduler's next pass, providers and
+/// model chains apply to the next `llm` call (a call in flight is never cut by a reload). A file that
 /// no longer reads is reported and the running configuration kept; settings that need a
 /// restart are named.
 struct ConfigReloader: Service {
     let worker: WorkerNode
     let scheduler: Scheduler
+    let llm: LLMExecutor
     let current: BatonConfig
     let load: @Sendable () throws -> BatonConfig
     let logger: Logger
@@ -184,6 +188,10 @@ struct ConfigReloader: Service {
             }
             if next.schedules != current.schedules || next.defaults != current.defaults {
                 scheduler.reload(schedules: next.schedules, reader: EnvelopeReader(defaults: next.defaults))
+            }
+            if next.models != current.models {
+                // Calls in flight finish with the settings they began with.
+                llm.reload(next.models)
             }
             var needsRestart: [String] = []
             if next.store != current.store { needsRestart.append("store") }

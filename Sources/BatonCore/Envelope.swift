@@ -33,7 +33,7 @@ public struct EnvelopeReader: Sendable {
     ]
     static let stageKeys = ["name", "run", "timeout_sec", "timeout_class", "transient_exit_codes", "env", "workdir",
                             "region_affinity", "node_tags"]
-    static let runKeys = ["shell", "noop", "sleep", "http"]
+    static let runKeys = ["shell", "noop", "sleep", "http", "llm"]
 
     /// Reads a document holding one envelope or an array of envelopes.
     public func read(_ data: Data, now: Date = Date()) throws(BatonError) -> [JobSpec] {
@@ -184,6 +184,8 @@ public struct EnvelopeReader: Sendable {
             return .shell(command)
         case "http":
             if let request = r.value("http") { return .http(try HTTPStageRequest.read(request, path: r.field("http"))) }
+        case "llm":
+            if let request = r.value("llm") { return .llm(try LLMStageRequest.read(request, path: r.field("llm"))) }
         case "noop":
             switch r.value("noop") {
             case .bool(true), .object([:]): return .noop
@@ -233,6 +235,7 @@ extension StageSpec {
         case .noop: fields["run"] = .object(["noop": .bool(true)])
         case .sleep(let seconds): fields["run"] = .object(["sleep": .double(seconds)])
         case .http(let request): fields["run"] = .object(["http": request.json])
+        case .llm(let request): fields["run"] = .object(["llm": request.json])
         }
         if let timeoutSec { fields["timeout_sec"] = .int(Int64(timeoutSec)) }
         if !transientExitCodes.isEmpty { fields["transient_exit_codes"] = .array(transientExitCodes.map { .int(Int64($0)) }) }

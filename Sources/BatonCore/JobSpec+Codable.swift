@@ -85,7 +85,7 @@ extension StageSpec: Codable {
         case timeoutClass = "timeout_class", regionAffinity = "region_affinity", nodeTags = "node_tags"
     }
 
-    enum RunKeys: String, CodingKey { case shell, noop, sleep, http }
+    enum RunKeys: String, CodingKey { case shell, noop, sleep, http, llm }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -97,6 +97,8 @@ extension StageSpec: Codable {
             run = .sleep(seconds)
         } else if let request = try r.decodeIfPresent(HTTPStageRequest.self, forKey: .http) {
             run = .http(request)
+        } else if let request = try r.decodeIfPresent(LLMStageRequest.self, forKey: .llm) {
+            run = .llm(request)
         } else {
             run = .noop
         }
@@ -119,6 +121,7 @@ extension StageSpec: Codable {
         case .noop: try r.encode(true, forKey: .noop)
         case .sleep(let seconds): try r.encode(seconds, forKey: .sleep)
         case .http(let request): try r.encode(request, forKey: .http)
+        case .llm(let request): try r.encode(request, forKey: .llm)
         }
         try c.encodeIfPresent(timeoutSec, forKey: .timeoutSec)
         if !transientExitCodes.isEmpty { try c.encode(transientExitCodes, forKey: .transientExitCodes) }

@@ -8,6 +8,8 @@ public enum StageRun: Sendable, Hashable {
     case sleep(Double)
     /// One HTTP request (webhooks, upload endpoints, notification services).
     case http(HTTPStageRequest)
+    /// One model call through the nodes' providers, with fallbacks and cooldowns.
+    case llm(LLMStageRequest)
 
     public var kind: String {
         switch self {
@@ -15,6 +17,7 @@ public enum StageRun: Sendable, Hashable {
         case .noop: "noop"
         case .sleep: "sleep"
         case .http: "http"
+        case .llm: "llm"
         }
     }
 }

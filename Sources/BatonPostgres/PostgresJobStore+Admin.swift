@@ -193,6 +193,8 @@ extension PostgresJobStore {
                 outputs = \(resume.outputs.storedJSON), handoff_at = NULL, finished_at = NULL, updated_at = \(now)
             WHERE id = \(jobID)
             """, logger: logger)
+        // A person chose to run it again: its token budget starts again, like its attempts.
+        try await connection.rows("DELETE FROM \(unescaped: tables.schema).llm_spend WHERE job_id = \(jobID)", logger: logger)
         try await appendEvent(connection, JobEvent(jobID: jobID, at: Date(epochMilliseconds: now), kind: .redriven,
                                                    stage: job.spec.stages[resume.stageIndex].name, detail: resume.detail))
         try await connection.rows("SELECT pg_notify(\(tables.channel), '')", logger: logger)

@@ -409,6 +409,33 @@ enum PostgresSchema {
                 """,
                 "CREATE INDEX schedule_runs_schedule ON \(t.schema).schedule_runs (schedule_id, seq)",
             ]),
+            (8, [
+                // Model cooldowns shared by the nodes, and the `llm` calls each job made (its token budget).
+                """
+                CREATE TABLE \(t.schema).model_cooldowns (
+                    provider text NOT NULL,
+                    model text NOT NULL,
+                    level bigint NOT NULL,
+                    until_ms bigint NOT NULL,
+                    reason text NOT NULL,
+                    since_ms bigint NOT NULL,
+                    last_failure_ms bigint NOT NULL,
+                    failures bigint NOT NULL,
+                    node_id text,
+                    PRIMARY KEY (provider, model)
+                )
+                """,
+                """
+                CREATE TABLE \(t.schema).llm_spend (
+                    job_id text NOT NULL,
+                    stage text NOT NULL,
+                    calls bigint NOT NULL,
+                    tokens_sent bigint NOT NULL,
+                    first_tokens bigint NOT NULL,
+                    PRIMARY KEY (job_id, stage)
+                )
+                """,
+            ]),
         ]
     }
 

@@ -168,6 +168,8 @@ extension SQLiteJobStore {
             WHERE id = ?
             """).execute(arguments: [now, deadline, now, resume.stageIndex, resume.placement.region, resume.placement.tagsColumn,
                                      resume.outputs.storedJSON, now, jobID])
+        // A person chose to run it again: its token budget starts again, like its attempts.
+        try db.execute(sql: "DELETE FROM llm_spend WHERE job_id = ?", arguments: [jobID])
         try appendEvent(db, JobEvent(jobID: jobID, at: Date(epochMilliseconds: now), kind: .redriven,
                                      stage: job.spec.stages[resume.stageIndex].name, detail: resume.detail))
     }

@@ -10,7 +10,7 @@ protocol SQLiteMigration {
 /// same file at once apply each step exactly once. The applied version is `PRAGMA user_version`.
 enum SQLiteSchema {
     static var migrations: [any SQLiteMigration.Type] { [Migration0001Initial.self, Migration0002Cluster.self, Migration0003Chains.self, Migration0004Lanes.self,
-                                                             Migration0005Schedules.self] }
+                                                             Migration0005Schedules.self, Migration0006Models.self] }
 
     static func migrate(_ db: Database) throws {
         try db.inTransaction(.immediate) {
@@ -237,6 +237,36 @@ enum Migration0005Schedules: SQLiteMigration {
                 at INTEGER NOT NULL
             );
             CREATE INDEX schedule_runs_schedule ON schedule_runs(schedule_id, seq);
+            """)
+    }
+}
+
+/// Model cooldowns shared by the nodes, and the `llm` calls each job made (its token budget).
+enum Migration0006Models: SQLiteMigration {
+    static let version = 6
+
+    static func apply(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE model_cooldowns (
+                provider TEXT NOT NULL,
+                model TEXT NOT NULL,
+                level INTEGER NOT NULL,
+                until_ms INTEGER NOT NULL,
+                reason TEXT NOT NULL,
+                since_ms INTEGER NOT NULL,
+                last_failure_ms INTEGER NOT NULL,
+                failures INTEGER NOT NULL,
+                node_id TEXT,
+                PRIMARY KEY (provider, model)
+            );
+            CREATE TABLE llm_spend (
+                job_id TEXT NOT NULL,
+                stage TEXT NOT NULL,
+                calls INTEGER NOT NULL,
+                tokens_sent INTEGER NOT NULL,
+                first_tokens INTEGER NOT NULL,
+                PRIMARY KEY (job_id, stage)
+            );
             """)
     }
 }

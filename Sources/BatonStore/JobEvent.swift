@@ -35,6 +35,12 @@ public struct JobEvent: Sendable, Hashable {
         public static let gateReleased = Kind(rawValue: "gate_released")
         /// An inbound message joined this job's batch (debounce).
         public static let inboundAppended = Kind(rawValue: "inbound_appended")
+        /// An `llm` stage did not call a model of its chain (cooling down, provider held).
+        public static let modelSkipped = Kind(rawValue: "model_skipped")
+        /// An `llm` stage's call to a model failed (the detail says why and what followed).
+        public static let modelFailed = Kind(rawValue: "model_failed")
+        /// An `llm` stage's call was answered (model, tokens, latency).
+        public static let modelAnswered = Kind(rawValue: "model_answered")
         /// A write under a lease that was no longer current was refused.
         public static let staleWriteRefused = Kind(rawValue: "stale_write_refused")
     }

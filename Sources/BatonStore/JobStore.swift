@@ -117,6 +117,31 @@ public protocol JobStore: Sendable {
     /// ticks that enqueued a job (not the ones skipped or missed).
     func scheduleRuns(id: String, limit: Int, jobsOnly: Bool) async throws -> [ScheduleRun]
 
+    // MARK: Model providers
+
+    /// Every model cooldown and provider hold on record (running or run out), by provider,
+    /// then model.
+    func modelCooldowns() async throws -> [ModelCooldown]
+
+    /// Records a failed model call atomically: `policy` turns the stored cooldown of the
+    /// failure's model (or provider) into the next one, which is stored and returned.
+    func recordModelFailure(_ failure: ModelFailure, policy: CooldownPolicy) async throws -> ModelCooldown
+
+    /// Deletes the cooldowns of `provider`: of one model with `model` (`*` is the provider
+    /// hold), all of them without. Returns how many were deleted.
+    func clearModelCooldowns(provider: String, model: String?) async throws -> Int
+
+    /// The `llm` calls a job made, per stage (what its token budget is checked against).
+    func llmSpend(jobID: String) async throws -> LLMSpend
+
+    /// Records one `llm` call about to be sent (before it is: a call cut by a crash still
+    /// counts) and returns the job's spend with it. A redrive starts the spend again.
+    func recordLLMCall(jobID: String, stage: String, tokens: Int) async throws -> LLMSpend
+
+    /// Appends an executor's account of its work to job logs (the models an `llm` stage
+    /// tried, skipped or failed). Events of jobs that do not exist are dropped.
+    func appendEvents(_ events: [JobEvent]) async throws
+
     // MARK: Human gates
 
     /// Every gate, held ones first, newest first.

@@ -254,3 +254,17 @@ public struct NodeReport: Sendable {
         })
     }
 }
+
+extension ModelCooldown {
+    /// The cooldown as `baton models --json` and the API show it, with its state at `now`.
+    public func json(now: Date) -> JSONValue {
+        var fields: [String: JSONValue] = [
+            "provider": .string(provider), "model": .string(model), "state": .string(isActive(at: now) ? "cooling_down" : "ended"),
+            "level": .int(Int64(level)), "until": .string(JSONTime.string(until)), "reason": .string(reason),
+            "since": .string(JSONTime.string(since)), "last_failure_at": .string(JSONTime.string(lastFailureAt)),
+            "failures": .int(Int64(failures)), "remaining_sec": .double(max(0, until.timeIntervalSince(now))),
+        ]
+        if let nodeID { fields["node_id"] = .string(nodeID) }
+        return .object(fields)
+    }
+}

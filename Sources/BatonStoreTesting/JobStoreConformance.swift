@@ -57,5 +57,5 @@ public enum JobStoreConformance {
     public static let cases: [ConformanceCase] =
         enqueueCases + idempotencyCases + claimCases + heartbeatCases + completionCases + failureCases
         + releaseCases + rescueCases + cancelCases + redriveCases + queryCases + fencingCases + nodeCases
-        + handoverCases + chainCases + laneCases + inboundCases + scheduleCases + healthCases
+        + handoverCases + chainCases + laneCases + inboundCases + scheduleCases + healthCases + modelCases
 }

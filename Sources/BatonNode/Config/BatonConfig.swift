@@ -40,8 +40,12 @@ public struct BatonConfig: Sendable, Hashable {
     public var schedules: [ScheduleSpec]
     /// The HTTP API (`api:`).
     public var api: APISettings
+    /// Model providers and `llm` stage settings (`providers:`, `models:`, and the `model`
+    /// chains of `agents.defaults` and `agents.list`).
+    public var models: ModelSettings
 
     public init() {
+        models = .standard
         api = .standard
         schedules = []
         lanes = .standard
@@ -119,8 +123,11 @@ public struct BatonConfig: Sendable, Hashable {
             "agents": .object(["list": .array(agents.map { agent in
                 var fields: [String: JSONValue] = ["id": .string(agent.id), "lane": .string(agent.lane)]
                 if let cap = agent.laneConcurrency { fields["laneConcurrency"] = .int(Int64(cap)) }
+                if let chain = models.agentChains[agent.id] { fields["model"] = chain.json }
                 return .object(fields)
-            })]),
+            }), "defaults": .object(models.defaultChain.map { ["model": $0.json] } ?? [:])]),
+            "providers": .array(models.providers.map(\.json)),
+            "models": models.json,
             "sessions": .object(["retry_holds_place": .bool(lanes.retryHoldsPlace)]),
             "queue": .object(["wait_warn_ms": .int(Int64(lanes.waitWarnMs)), "ageing_every_sec": .int(Int64(lanes.ageingEverySec)),
                               "ageing_max_boost": .int(Int64(lanes.ageingMaxBoost))]),

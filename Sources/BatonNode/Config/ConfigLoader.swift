@@ -13,7 +13,7 @@ public enum ConfigLoader {
     public static let defaultPath = "./baton.yaml"
 
     static let sectionKeys = ["store", "node", "defaults", "logs", "sqlite", "postgres", "gates", "alerts", "lanes",
-                              "agents", "sessions", "queue", "messages", "schedules", "api"]
+                              "agents", "sessions", "queue", "messages", "schedules", "api", "providers", "models"]
     static let gatesKeys = ["dead_letters", "window_sec"]
     static let alertsKeys = ["webhook_url"]
     static let nodeKeys = ["id", "region", "tags", "capacity", "poll_interval_ms", "drain_timeout_sec",
@@ -95,6 +95,7 @@ public enum ConfigLoader {
             }
         }
         if let api = r.value("api") { config.api = try APISettings.read(api, path: r.field("api")) }
+        try readModels(r, into: &config)
         if let alerts = r.value("alerts") {
             let a = try ObjectReader(alerts, path: r.field("alerts"), allowedKeys: alertsKeys)
             if let url = try a.string("webhook_url", maxLength: 4096) {
@@ -109,6 +110,38 @@ public enum ConfigLoader {
 
     static let laneWhat = "a lane name of letters, digits and - _ . :"
 
+    /// `providers`, `models`, and the model chains of `agents.defaults` and `agents.list`
+    /// (read after the agents, each chain checked against the providers).
+    static func readModels(_ r: ObjectReader, into config: inout BatonConfig) throws(BatonError) {
+        var models = ModelSettings.standard
+        for (index, item) in (try r.array("providers", maxCount: 64) ?? []).enumerated() {
+            let provider = try ProviderSettings.read(item, path: "\(r.field("providers"))[\(index)]")
+            guard models.provider(named: provider.name) == nil else {
+                throw BatonError(.invalidInput, field: "\(r.field("providers"))[\(index)].name",
+                                 "expected a name unique among the providers, got \"\(provider.name)\" twice")
+            }
+            models.providers.append(provider)
+        }
+        if let section = r.value("models") { try models.read(section, path: r.field("models")) }
+        if let agents = r.value("agents"), case .object(let fields) = agents {
+            if case .object(let defaults)? = fields["defaults"], let chain = defaults["model"] {
+                let field = "\(r.field("agents")).defaults.model"
+                models.defaultChain = try ModelChain.read(chain, path: field)
+                try models.check(chain: models.defaultChain!, field: field)
+            }
+            if case .array(let list)? = fields["list"] {
+                for (index, item) in list.enumerated() {
+                    guard case .object(let entry) = item, let chain = entry["model"], case .string(let id)? = entry["id"] else { continue }
+                    let field = "\(r.field("agents")).list[\(index)].model"
+                    let read = try ModelChain.read(chain, path: field)
+                    try models.check(chain: read, field: field)
+                    models.agentChains[id] = read
+                }
+            }
+        }
+        config.models = models
+    }
+
     /// `lanes`, `agents`, `sessions`, `queue` and `messages`: lane caps, agents' lanes,
     /// session ordering, queue visibility and inbound messages.
     static func readLanes(_ r: ObjectReader, into config: inout BatonConfig) throws(BatonError) {
@@ -116,7 +149,7 @@ public enum ConfigLoader {
         if let agents = r.value("agents") {
             let a = try ObjectReader(agents, path: r.field("agents"), allowedKeys: ["defaults", "list"])
             if let defaults = a.value("defaults") {
-                let d = try ObjectReader(defaults, path: a.field("defaults"), allowedKeys: ["maxConcurrent", "subagents", "cron"])
+                let d = try ObjectReader(defaults, path: a.field("defaults"), allowedKeys: ["maxConcurrent", "subagents", "cron", "model"])
                 caps["main"] = try d.int("maxConcurrent", in: 1...100_000) ?? caps["main"]
                 for (key, lane) in [("subagents", "subagent"), ("cron", "cron")] {
                     guard let section = d.value(key) else { continue }
@@ -126,7 +159,7 @@ public enum ConfigLoader {
             }
             var agentsList: [AgentSettings] = []
             for (index, item) in (try a.array("list", maxCount: 1000) ?? []).enumerated() {
-                let e = try ObjectReader(item, path: "\(a.field("list"))[\(index)]", allowedKeys: ["id", "lane", "laneConcurrency"])
+                let e = try ObjectReader(item, path: "\(a.field("list"))[\(index)]", allowedKeys: ["id", "lane", "laneConcurrency", "model"])
                 guard let id = try e.string("id", maxLength: 64) else {
                     throw BatonError(.invalidInput, field: e.field("id"), "is required: expected the agent's id")
                 }

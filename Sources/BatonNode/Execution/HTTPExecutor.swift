@@ -146,11 +146,7 @@ public struct HTTPExecutor: StageExecutor {
             for reference in template.references {
                 switch reference.namespace {
                 case .output where outputs[reference.name] == nil:
-                    let known = outputs.keys.sorted()
-                    throw RenderFailure(failure: .fatal(
-                        "missing_output",
-                        "\(field) uses {{output.\(reference.name)}}, but no earlier stage wrote the output \"\(reference.name)\""
-                            + (known.isEmpty ? " (there are no outputs)" : " (outputs: \(known.joined(separator: ", ")))")))
+                    throw RenderFailure(failure: StageTemplates.missingOutput(reference.name, field: field, outputs: outputs))
                 case .env:
                     guard let value = environment(reference.name), !value.isEmpty else {
                         throw RenderFailure(failure: .fatal(
@@ -166,12 +162,8 @@ public struct HTTPExecutor: StageExecutor {
             let rendered: String
             do {
                 rendered = try template.render { reference in
-                    switch reference.namespace {
-                    case .output: outputs[reference.name] ?? ""
-                    case .env: environment(reference.name) ?? ""
-                    case .job: reference.name == "attempt" ? String(lease.attempt) : lease.jobID
-                    case .stage: lease.stage.name
-                    }
+                    reference.namespace == .env ? environment(reference.name) ?? ""
+                                                : StageTemplates.value(reference, lease: lease, outputs: outputs)
                 }
             } catch {
                 throw RenderFailure(failure: .fatal("invalid_template", error.description))

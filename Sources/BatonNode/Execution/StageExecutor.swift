@@ -119,13 +119,18 @@ public struct ExecutorRegistry: Sendable {
     public var noop: any StageExecutor
     public var sleep: any StageExecutor
     public var http: any StageExecutor
+    /// Needs the store (shared cooldowns, token spend) and the providers: a node builds it
+    /// from its configuration; without one, `llm` stages fail as transient on this node.
+    public var llm: any StageExecutor
 
     public init(shell: any StageExecutor = ShellExecutor(), noop: any StageExecutor = NoopExecutor(),
-                sleep: any StageExecutor = SleepExecutor(), http: any StageExecutor = HTTPExecutor()) {
+                sleep: any StageExecutor = SleepExecutor(), http: any StageExecutor = HTTPExecutor(),
+                llm: any StageExecutor = UnavailableExecutor(kind: "llm")) {
         self.shell = shell
         self.noop = noop
         self.sleep = sleep
         self.http = http
+        self.llm = llm
     }
 
     public static let standard = ExecutorRegistry()
@@ -136,6 +141,7 @@ public struct ExecutorRegistry: Sendable {
         case .noop: noop
         case .sleep: sleep
         case .http: http
+        case .llm: llm
         }
     }
 }

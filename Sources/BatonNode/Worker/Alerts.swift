@@ -45,6 +45,19 @@ public struct Alerts: Sendable {
         ]), logger: logger)
     }
 
+    /// A provider refused its credentials (401/403) or has no quota left: every node skips its
+    /// models until the hold ends or `baton models clear` lifts it.
+    public func providerHeld(_ hold: ModelCooldown, job: String, nodeID: String, logger: Logger) {
+        logger.error("model provider held: its credentials were refused or its quota is used up; fix the key, then `baton models clear \(hold.provider)`",
+                     metadata: ["provider": .string(hold.provider), "reason": .string(hold.reason), "job.id": .string(job),
+                                "until": .string(JSONTime.string(hold.until))])
+        send(.object([
+            "kind": .string("provider_held"), "provider": .string(hold.provider), "reason": .string(hold.reason),
+            "job_id": .string(job), "node_id": .string(nodeID), "until": .string(JSONTime.string(hold.until)),
+            "at": .string(JSONTime.string(hold.lastFailureAt)),
+        ]), logger: logger)
+    }
+
     private func send(_ document: JSONValue, logger: Logger) {
         guard let webhookURL, let post else { return }
         let body = document.encoded()

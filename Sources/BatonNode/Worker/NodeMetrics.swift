@@ -1,3 +1,4 @@
+import BatonCore
 import Metrics
 
 /// What a node measures, through swift-metrics: a process that serves the API (`baton up`)
@@ -18,6 +19,10 @@ public enum NodeMetrics {
         "baton_retries_total": ("Failed attempts that will run again after a backoff, by failure reason.", nil),
         "baton_dead_letters_total": ("Jobs that became dead letters, by failure reason.", nil),
         "baton_lease_expiries_total": ("Leases taken back by a rescue (expired, or held by a node declared dead).", nil),
+        "baton_llm_failovers_total": ("llm stages that moved from one model of their chain to the next, by from, to and reason.", nil),
+        "baton_llm_retries_total": ("Model calls that failed in a way worth another call (next model or later attempt), by provider and reason.", nil),
+        "baton_llm_tokens_total": ("Tokens the providers reported for answered calls, by provider, model and kind (input, output).", nil),
+        "baton_llm_calls_total": ("Model calls made, by provider, model and outcome.", nil),
     ]
 
     /// How long a job waited in its lane before a node started it.
@@ -54,6 +59,29 @@ public enum NodeMetrics {
     static func leaseExpiries(_ count: Int) {
         guard count > 0 else { return }
         Metrics.Counter(label: "baton_lease_expiries_total").increment(by: count)
+    }
+
+    /// An `llm` stage moved on from `from` (failed or skipped, for `reason`) to call `to`.
+    static func failover(from: ModelRef, to: ModelRef, reason: String) {
+        Metrics.Counter(label: "baton_llm_failovers_total",
+                        dimensions: [("from", from.description), ("to", to.description), ("reason", reason)]).increment()
+    }
+
+    static func llmRetry(provider: String, reason: String) {
+        Metrics.Counter(label: "baton_llm_retries_total", dimensions: [("provider", provider), ("reason", reason)]).increment()
+    }
+
+    static func llmCall(_ ref: ModelRef, outcome: String) {
+        Metrics.Counter(label: "baton_llm_calls_total",
+                        dimensions: [("provider", ref.provider), ("model", ref.model), ("outcome", outcome)]).increment()
+    }
+
+    static func tokens(_ ref: ModelRef, input: Int?, output: Int?) {
+        for (kind, count) in [("input", input), ("output", output)] {
+            guard let count, count > 0 else { continue }
+            Metrics.Counter(label: "baton_llm_tokens_total",
+                            dimensions: [("provider", ref.provider), ("model", ref.model), ("kind", kind)]).increment(by: count)
+        }
     }
 
     static func nanoseconds(since start: ContinuousClock.Instant) -> Int64 {
