@@ -174,3 +174,18 @@ extension JSONValue {
         }
     }
 }
+
+extension JSONValue {
+    /// The fields of an object, else nil.
+    public var objectValue: [String: JSONValue]? { if case .object(let o) = self { o } else { nil } }
+    /// The text of a string, else nil.
+    public var stringValue: String? { if case .string(let s) = self { s } else { nil } }
+    /// An integer, or a double with no fraction, else nil.
+    public var intValue: Int? {
+        switch self {
+        case .int(let i): Int(i)
+        case .double(let d) where d.isFinite && d.rounded() == d && abs(d) < 9e15: Int(d)
+        default: nil
+        }
+    }
+}

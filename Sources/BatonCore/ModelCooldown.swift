@@ -21,9 +21,13 @@ public struct ModelCooldown: Sendable, Hashable {
     public var failures: Int
     /// The node that saw the latest failure.
     public var nodeID: String?
+    /// For a provider hold: which key was refused (`ModelCooldown.keyID(of:)`), so a node
+    /// holding another key (rotated, or its own) still calls. Nil: whatever the key.
+    public var keyID: String?
 
     public init(provider: String, model: String, level: Int, until: Date, reason: String, since: Date,
-                lastFailureAt: Date, failures: Int, nodeID: String?) {
+                lastFailureAt: Date, failures: Int, nodeID: String?, keyID: String? = nil) {
+        self.keyID = keyID
         self.provider = provider
         self.model = model
         self.level = level
@@ -39,9 +43,24 @@ public struct ModelCooldown: Sendable, Hashable {
 
     public func isActive(at now: Date) -> Bool { until > now }
 
-    /// Whether this cooldown keeps `ref` from being called at `now`.
-    public func holds(_ ref: ModelRef, at now: Date) -> Bool {
-        provider == ref.provider && (model == ref.model || isWholeProvider) && isActive(at: now)
+    /// Whether this cooldown keeps `ref` from being called at `now` by a node whose key for
+    /// the provider is `keyID`.
+    public func holds(_ ref: ModelRef, at now: Date, keyID callerKey: String? = nil) -> Bool {
+        guard provider == ref.provider, isActive(at: now) else { return false }
+        if model == ref.model { return true }
+        return isWholeProvider && (keyID == nil || keyID == callerKey)
+    }
+
+    /// A short digest of an API key (48 bits of FNV-1a): enough to tell keys apart, far too
+    /// little to learn anything about one. Stored instead of the key, never the key itself.
+    public static func keyID(of key: String) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in "baton-key-v1:\(key)".utf8 {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01b3
+        }
+        let hex = String(hash >> 16, radix: 16)
+        return String(repeating: "0", count: 12 - hex.count) + hex
     }
 }
 
@@ -60,8 +79,12 @@ public struct ModelFailure: Sendable, Hashable {
     /// From `Retry-After` or a rate-limit reset header: replaces the schedule's step.
     public var retryAfterSec: Double?
     public var nodeID: String?
+    /// For a provider hold: the refused key's `ModelCooldown.keyID(of:)`.
+    public var keyID: String?
 
-    public init(ref: ModelRef, scope: Scope = .model, reason: String, retryAfterSec: Double? = nil, nodeID: String? = nil) {
+    public init(ref: ModelRef, scope: Scope = .model, reason: String, retryAfterSec: Double? = nil, nodeID: String? = nil,
+                keyID: String? = nil) {
+        self.keyID = keyID
         self.ref = ref
         self.scope = scope
         self.reason = reason
@@ -80,7 +103,8 @@ public struct ModelFailure: Sendable, Hashable {
 ///   not climb a step: it only moves `until` later when the far side asked for longer;
 /// - `Retry-After` (or a rate-limit reset header) replaces the step's length;
 /// - jitter spreads each step by ±`jitter` (a fraction), so a fleet does not return at once;
-/// - a success deletes the cooldown: the next failure starts at the first step again.
+/// - a success deletes the cooldown: the next failure starts at the first step again, and so
+///   does a failure after a quiet spell longer than the last step.
 public struct CooldownPolicy: Sendable, Hashable {
     public static let documentedScheduleSec: [Double] = [60, 300, 1500, 3600]
 
@@ -113,6 +137,9 @@ public struct CooldownPolicy: Sendable, Hashable {
     /// - Parameter jitterUnit: a value in -1...1 (random in production, fixed in tests).
     public func next(after failure: ModelFailure, current: ModelCooldown?, now: Date, jitterUnit: Double) -> ModelCooldown {
         let asked = failure.retryAfterSec.map { max(0, $0) }
+        // A streak ends when the model stayed quiet longer than the longest rest since its
+        // last one ended: a 429 a month after the last starts at the first step again.
+        let current = current.flatMap { now.timeIntervalSince($0.until) > (scheduleSec.last ?? 0) ? nil : $0 }
         if let current, current.isActive(at: now) {
             // Already resting: the same burst seen by another call. Only a longer ask moves it.
             var same = current
@@ -120,6 +147,7 @@ public struct CooldownPolicy: Sendable, Hashable {
             same.failures += 1
             same.lastFailureAt = now
             same.nodeID = failure.nodeID
+            if failure.scope == .provider { same.keyID = failure.keyID }
             return same
         }
         let level = min((current?.level ?? 0) + 1, scheduleSec.count)
@@ -134,7 +162,7 @@ public struct CooldownPolicy: Sendable, Hashable {
         return ModelCooldown(provider: failure.ref.provider, model: failure.model, level: level,
                              until: now.addingTimeInterval(rest), reason: failure.reason,
                              since: current?.since ?? now, lastFailureAt: now, failures: (current?.failures ?? 0) + 1,
-                             nodeID: failure.nodeID)
+                             nodeID: failure.nodeID, keyID: failure.scope == .provider ? failure.keyID : nil)
     }
 }
 
@@ -142,10 +170,11 @@ public struct CooldownPolicy: Sendable, Hashable {
 /// decided from status codes, rate-limit headers and the error type in the body, never from
 /// the prose of an error message.
 public enum ProviderVerdict: Sendable, Hashable {
-    /// 429 (rate limit), 529 or an `overloaded_error`, a 404 for the model: rest this model,
+    /// 429 (rate limit), 529 or an `overloaded_error`, a 404 naming the model: rest this model,
     /// try the next one.
     case coolDown(reason: String, retryAfterSec: Double?)
-    /// 401/403, or a quota that is used up: skip every model of this provider, tell a person.
+    /// 401/403, 402 or a quota that is used up, a 404 of the endpoint itself: skip every model
+    /// of this provider (for the key that was refused), tell a person.
     case blockProvider(reason: String)
     /// 408, 409, 502, 503, 504, a 500 marked retryable, a reset or a timeout: worth trying
     /// again, no rest for the model.
@@ -169,8 +198,13 @@ public enum ProviderVerdict: Sendable, Hashable {
             return .coolDown(reason: "rate_limited", retryAfterSec: retryAfterSec)
         case 401, 403:
             return .blockProvider(reason: "bad_credentials")
-        case 404:
+        case 402:
+            return .blockProvider(reason: "insufficient_quota")
+        case 404 where type.map(modelNotFoundTypes.contains) == true:
             return .coolDown(reason: "model_not_found", retryAfterSec: nil)
+        case 404:
+            // Not the model but the endpoint: a base_url that does not serve this API.
+            return .blockProvider(reason: "endpoint_not_found")
         case 408, 409, 502, 503, 504:
             return .transient(reason: "http_\(status)", retryAfterSec: retryAfterSec)
         case 500:
@@ -184,6 +218,7 @@ public enum ProviderVerdict: Sendable, Hashable {
 
     static let quotaTypes: Set<String> = ["insufficient_quota", "billing_error", "billing_hard_limit_reached"]
     static let credentialTypes: Set<String> = ["authentication_error", "permission_error", "invalid_api_key"]
+    static let modelNotFoundTypes: Set<String> = ["not_found_error", "model_not_found"]
 }
 
 /// The cap on tokens a job sends again: the first call of each `llm` stage is free, every

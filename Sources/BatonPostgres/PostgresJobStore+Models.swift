@@ -23,20 +23,23 @@ extension PostgresJobStore {
             let next = policy.next(after: failure, current: current, now: Date(epochMilliseconds: now), jitterUnit: jitter())
             try await connection.rows("""
                 INSERT INTO \(unescaped: self.cooldownsTable) (provider, model, level, until_ms, reason, since_ms, last_failure_ms,
-                                                              failures, node_id)
+                                                              failures, node_id, key_id)
                 VALUES (\(next.provider), \(next.model), \(Int64(next.level)), \(next.until.epochMilliseconds), \(next.reason),
-                        \(next.since.epochMilliseconds), \(next.lastFailureAt.epochMilliseconds), \(Int64(next.failures)), \(next.nodeID))
+                        \(next.since.epochMilliseconds), \(next.lastFailureAt.epochMilliseconds), \(Int64(next.failures)), \(next.nodeID),
+                        \(next.keyID))
                 ON CONFLICT (provider, model) DO UPDATE SET level = excluded.level, until_ms = excluded.until_ms,
                     reason = excluded.reason, since_ms = excluded.since_ms, last_failure_ms = excluded.last_failure_ms,
-                    failures = excluded.failures, node_id = excluded.node_id
+                    failures = excluded.failures, node_id = excluded.node_id, key_id = excluded.key_id
                 """, logger: self.logger)
             return next
         }
     }
 
-    public func clearModelCooldowns(provider: String, model: String?) async throws -> Int {
-        try await rows("""
-            DELETE FROM \(unescaped: cooldownsTable) WHERE provider = \(provider) AND (\(model)::text IS NULL OR model = \(model))
+    public func clearModelCooldowns(provider: String, model: String?, onlyEnded: Bool) async throws -> Int {
+        let now = clock.now().epochMilliseconds
+        return try await rows("""
+            DELETE FROM \(unescaped: cooldownsTable)
+            WHERE provider = \(provider) AND (\(model)::text IS NULL OR model = \(model)) AND (NOT \(onlyEnded) OR until_ms <= \(now))
             RETURNING 1
             """).count
     }
@@ -88,6 +91,7 @@ extension PostgresJobStore {
                       until: Date(epochMilliseconds: try row.get("until_ms")), reason: try row.get("reason"),
                       since: Date(epochMilliseconds: try row.get("since_ms")),
                       lastFailureAt: Date(epochMilliseconds: try row.get("last_failure_ms")),
-                      failures: Int(try row.get("failures", as: Int64.self)), nodeID: try row.get("node_id", as: String?.self))
+                      failures: Int(try row.get("failures", as: Int64.self)), nodeID: try row.get("node_id", as: String?.self),
+                      keyID: try row.get("key_id", as: String?.self))
     }
 }

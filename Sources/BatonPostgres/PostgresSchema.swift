@@ -422,6 +422,7 @@ enum PostgresSchema {
                     last_failure_ms bigint NOT NULL,
                     failures bigint NOT NULL,
                     node_id text,
+                    key_id text,
                     PRIMARY KEY (provider, model)
                 )
                 """,

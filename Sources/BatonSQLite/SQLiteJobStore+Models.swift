@@ -18,18 +18,19 @@ extension SQLiteJobStore {
             let next = policy.next(after: failure, current: current, now: Date(epochMilliseconds: now), jitterUnit: jitter())
             try db.execute(sql: """
                 INSERT OR REPLACE INTO model_cooldowns (provider, model, level, until_ms, reason, since_ms, last_failure_ms,
-                                                        failures, node_id)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                                        failures, node_id, key_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [next.provider, next.model, next.level, next.until.epochMilliseconds, next.reason,
-                                 next.since.epochMilliseconds, next.lastFailureAt.epochMilliseconds, next.failures, next.nodeID])
+                                 next.since.epochMilliseconds, next.lastFailureAt.epochMilliseconds, next.failures, next.nodeID, next.keyID])
             return next
         }
     }
 
-    public func clearModelCooldowns(provider: String, model: String?) async throws -> Int {
-        try await write { db, _ in
-            try db.execute(sql: "DELETE FROM model_cooldowns WHERE provider = ? AND (? IS NULL OR model = ?)",
-                           arguments: [provider, model, model])
+    public func clearModelCooldowns(provider: String, model: String?, onlyEnded: Bool) async throws -> Int {
+        try await write { db, now in
+            try db.execute(sql: """
+                DELETE FROM model_cooldowns WHERE provider = ? AND (? IS NULL OR model = ?) AND (? = 0 OR until_ms <= ?)
+                """, arguments: [provider, model, model, onlyEnded, now])
             return db.changesCount
         }
     }
@@ -70,6 +71,6 @@ extension SQLiteJobStore {
         ModelCooldown(provider: row["provider"], model: row["model"], level: row["level"],
                       until: Date(epochMilliseconds: row["until_ms"]), reason: row["reason"],
                       since: Date(epochMilliseconds: row["since_ms"]), lastFailureAt: Date(epochMilliseconds: row["last_failure_ms"]),
-                      failures: row["failures"], nodeID: row["node_id"])
+                      failures: row["failures"], nodeID: row["node_id"], keyID: row["key_id"])
     }
 }

@@ -257,6 +257,7 @@ enum Migration0006Models: SQLiteMigration {
                 last_failure_ms INTEGER NOT NULL,
                 failures INTEGER NOT NULL,
                 node_id TEXT,
+                key_id TEXT,
                 PRIMARY KEY (provider, model)
             );
             CREATE TABLE llm_spend (

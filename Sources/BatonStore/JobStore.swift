@@ -128,8 +128,10 @@ public protocol JobStore: Sendable {
     func recordModelFailure(_ failure: ModelFailure, policy: CooldownPolicy) async throws -> ModelCooldown
 
     /// Deletes the cooldowns of `provider`: of one model with `model` (`*` is the provider
-    /// hold), all of them without. Returns how many were deleted.
-    func clearModelCooldowns(provider: String, model: String?) async throws -> Int
+    /// hold), all of them without; with `onlyEnded`, only those whose rest is over by the
+    /// store's clock (a node that just got an answer must not lift a rest another node set
+    /// meanwhile). Returns how many were deleted.
+    func clearModelCooldowns(provider: String, model: String?, onlyEnded: Bool) async throws -> Int
 
     /// The `llm` calls a job made, per stage (what its token budget is checked against).
     func llmSpend(jobID: String) async throws -> LLMSpend
@@ -199,6 +201,10 @@ extension JobStore {
 
     public func scheduleRuns(id: String, limit: Int) async throws -> [ScheduleRun] {
         try await scheduleRuns(id: id, limit: limit, jobsOnly: false)
+    }
+
+    public func clearModelCooldowns(provider: String, model: String?) async throws -> Int {
+        try await clearModelCooldowns(provider: provider, model: model, onlyEnded: false)
     }
 
     public func redrive(jobID: String) async throws -> JobRecord {

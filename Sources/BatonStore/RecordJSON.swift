@@ -10,6 +10,13 @@ public enum JSONTime {
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         return formatter.string(from: date)
     }
+
+    /// Reads back what `string` wrote (nil for anything else).
+    public static func parse(_ text: String) -> Date? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.date(from: text)
+    }
 }
 
 extension JobDetail {
@@ -265,6 +272,7 @@ extension ModelCooldown {
             "failures": .int(Int64(failures)), "remaining_sec": .double(max(0, until.timeIntervalSince(now))),
         ]
         if let nodeID { fields["node_id"] = .string(nodeID) }
+        if let keyID { fields["key_id"] = .string(keyID) }
         return .object(fields)
     }
 }

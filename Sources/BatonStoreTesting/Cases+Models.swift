@@ -72,6 +72,32 @@ extension JobStoreConformance {
             #expect(try await h.store.clearModelCooldowns(provider: "acme", model: nil) == 2)
             #expect(try await h.store.modelCooldowns().isEmpty)
         },
+        ConformanceCase("clearingOnlyEndedCooldownsLeavesARunningOne") { h in
+            _ = try await h.rateLimit("big")
+            h.clock.advance(by: 61)
+            _ = try await h.rateLimit("small")
+            #expect(try await h.store.clearModelCooldowns(provider: "acme", model: "small", onlyEnded: true) == 0)
+            #expect(try await h.store.clearModelCooldowns(provider: "acme", model: nil, onlyEnded: true) == 1)
+            #expect(try await h.store.modelCooldowns().map(\.model) == ["small"])
+        },
+        ConformanceCase("aProviderHoldKeepsTheRefusedKeysDigestAndAStreakEndsAfterAQuietSpell") { h in
+            let hold = try await h.store.recordModelFailure(
+                ModelFailure(ref: ModelRef(provider: "acme", model: "big"), scope: .provider, reason: "bad_credentials",
+                             keyID: ModelCooldown.keyID(of: "sk-old")),
+                policy: CooldownPolicy())
+            let stored = try #require(try await h.store.modelCooldowns().first)
+            #expect(stored == hold && stored.keyID == ModelCooldown.keyID(of: "sk-old"))
+            let now = h.clock.now
+            #expect(stored.holds(ModelRef(provider: "acme", model: "x"), at: now, keyID: ModelCooldown.keyID(of: "sk-old")))
+            #expect(!stored.holds(ModelRef(provider: "acme", model: "x"), at: now, keyID: ModelCooldown.keyID(of: "sk-new")))
+            // Level 2, then a quiet spell longer than the last step: the next 429 starts over.
+            _ = try await h.rateLimit("big")
+            h.clock.advance(by: 60)
+            #expect(try await h.rateLimit("big").level == 2)
+            h.clock.advance(by: 300 + 3600 + 1)
+            let fresh = try await h.rateLimit("big")
+            #expect(fresh.level == 1 && fresh.failures == 1 && fresh.until == h.clock.now.addingTimeInterval(60))
+        },
         ConformanceCase("llmCallsCountResendsPerStageAndARedriveStartsTheBudgetAgain") { h in
             let id = try await h.enqueue(h.spec(stages: 2))
             var spend = try await h.store.recordLLMCall(jobID: id, stage: "s1", tokens: 100)

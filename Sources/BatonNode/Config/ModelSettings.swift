@@ -28,8 +28,19 @@ public struct ProviderSettings: Sendable, Hashable {
     public var apiKeyEnv: String?
     /// The longest one call may take (the stage's own timeout still bounds the whole stage).
     public var timeoutSec: Int
+    /// How an `openai` provider is told the answer's length: `max_completion_tokens` (what
+    /// api.openai.com wants, and its reasoning models require) or `max_tokens` (what most
+    /// OpenAI-compatible servers read). Default: the first for api.openai.com, the second
+    /// elsewhere. Anthropic's API has one field, `max_tokens`.
+    public var maxTokensField: String
 
-    public init(name: String, kind: Kind, baseURL: String? = nil, apiKeyEnv: String? = nil, timeoutSec: Int = 600) {
+    public static let maxTokensFields = ["max_tokens", "max_completion_tokens"]
+
+    public init(name: String, kind: Kind, baseURL: String? = nil, apiKeyEnv: String? = nil, timeoutSec: Int = 600,
+                maxTokensField: String? = nil) {
+        let url = baseURL ?? kind.defaultBaseURL
+        self.maxTokensField = maxTokensField
+            ?? (kind == .openai && url.hasPrefix("https://api.openai.com") ? "max_completion_tokens" : "max_tokens")
         self.name = name
         self.kind = kind
         self.baseURL = baseURL ?? kind.defaultBaseURL
@@ -37,7 +48,7 @@ public struct ProviderSettings: Sendable, Hashable {
         self.timeoutSec = timeoutSec
     }
 
-    static let keys = ["name", "kind", "base_url", "api_key_env", "timeout_sec"]
+    static let keys = ["name", "kind", "base_url", "api_key_env", "timeout_sec", "max_tokens_field"]
 
     static func read(_ value: JSONValue, path: String) throws(BatonError) -> ProviderSettings {
         let r = try ObjectReader(value, path: path, allowedKeys: keys)
@@ -54,15 +65,29 @@ public struct ProviderSettings: Sendable, Hashable {
         if let baseURL, !(baseURL.hasPrefix("http://") || baseURL.hasPrefix("https://")) || baseURL.contains(where: \.isWhitespace) {
             throw r.invalid("base_url", .string(baseURL), "expected an http:// or https:// URL")
         }
+        let trimmed = baseURL.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+        if kind == .anthropic, let trimmed, trimmed.hasSuffix("/v1") {
+            throw r.invalid("base_url", .string(baseURL ?? ""),
+                            "expected the API's root without /v1 (Baton adds /v1/messages), such as https://api.anthropic.com")
+        }
         let keyEnv = try r.string("api_key_env", maxLength: 128, allowed: { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") },
                                   what: "an environment variable name (letters, digits and _)")
-        return ProviderSettings(name: name, kind: kind, baseURL: baseURL.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 },
-                                apiKeyEnv: keyEnv, timeoutSec: try r.int("timeout_sec", in: 1...86_400) ?? 600)
+        if keyEnv == nil && baseURL == nil {
+            throw BatonError(.invalidInput, field: r.field("api_key_env"),
+                             "is required for \(kind.defaultBaseURL): expected the name of the variable that holds the key "
+                                 + "(only a provider with its own base_url, such as a local server, may go without one)")
+        }
+        let field = try r.string("max_tokens_field", maxLength: 32)
+        if let field, !maxTokensFields.contains(field) {
+            throw r.invalid("max_tokens_field", .string(field), "expected one of \(maxTokensFields.joined(separator: ", "))")
+        }
+        return ProviderSettings(name: name, kind: kind, baseURL: trimmed, apiKeyEnv: keyEnv,
+                                timeoutSec: try r.int("timeout_sec", in: 1...86_400) ?? 600, maxTokensField: field)
     }
 
     var json: JSONValue {
         var fields: [String: JSONValue] = ["name": .string(name), "kind": .string(kind.rawValue), "base_url": .string(baseURL),
-                                           "timeout_sec": .int(Int64(timeoutSec))]
+                                           "timeout_sec": .int(Int64(timeoutSec)), "max_tokens_field": .string(maxTokensField)]
         if let apiKeyEnv { fields["api_key_env"] = .string(apiKeyEnv) }
         return .object(fields)
     }

@@ -206,7 +206,8 @@ public struct HTTPExecutor: StageExecutor {
     }
 
     /// Sends the request and reads its body. Nil when cancelled (the stage stopped).
-    static func send(_ rendered: RenderedRequest, with client: HTTPClient, timeoutSec: Int) async -> Outcome? {
+    static func send(_ rendered: RenderedRequest, with client: HTTPClient, timeoutSec: Int,
+                     maxBytes: Int = maxBodyBytes) async -> Outcome? {
         var request = HTTPClientRequest(url: rendered.url)
         request.method = HTTPMethod(rawValue: rendered.method)
         for header in rendered.headers { request.headers.add(name: header.name, value: header.value) }
@@ -223,7 +224,7 @@ public struct HTTPExecutor: StageExecutor {
             return classifyTransport(error)
         }
         // Hold enough past the cap that a secret the server echoes across it is still redacted whole.
-        let hold = maxBodyBytes + (rendered.secrets.map(\.utf8.count).max() ?? 0)
+        let hold = maxBytes + (rendered.secrets.map(\.utf8.count).max() ?? 0)
         var body: [UInt8] = []
         var total = 0
         var bodyError: String?

@@ -17,11 +17,10 @@ struct ChainRun {
     private var pending: [JobEvent] = []
     /// One line per model for the attempt's failure message.
     private var account: [String] = []
-    /// Whether some model may answer later without a person stepping in (a rest ends, a
-    /// transient failure passes, another node has the key).
-    private var recoverable = false
-    /// Whether a call failed transiently (then the job's own backoff applies, not a rest's end).
-    private var transientFailure = false
+    /// Whether every model given up on was resting (then the attempt returns when a rest ends).
+    private var allResting = true
+    /// The longest wait a transient answer asked for.
+    private var transientAsk: Double?
     /// The model given up on last, and why: the `from` of the next failover.
     private var previous: (ref: ModelRef, reason: String)?
 
@@ -46,27 +45,31 @@ struct ChainRun {
         } catch {
             return .failed(.transient("store_unavailable", "could not read the model cooldowns or the job's token spend: \(error)"), .empty)
         }
+        var called = false
         for ref in chain.candidates {
             if let reason = context.abort.reason { return await stop(reason) }
             guard let provider = settings.provider(named: ref.provider) else {
                 skip(ref, "provider_not_configured", ["provider": ref.provider])
-                recoverable = true
-                continue
-            }
-            if let rest = cooldowns.first(where: { $0.holds(ref, at: now) }) {
-                skip(ref, rest.isWholeProvider ? "provider_held" : "cooling_down",
-                     ["cause": rest.reason, "until": JSONTime.string(rest.until), "level": String(rest.level)])
-                if !rest.isWholeProvider { recoverable = true }
                 continue
             }
             var apiKey: String?
             if let name = provider.apiKeyEnv {
                 guard let key = executor.environment(name), !key.isEmpty else {
                     skip(ref, "missing_api_key", ["variable": name])
-                    recoverable = true
                     continue
                 }
                 apiKey = key
+            }
+            let keyID = apiKey.map(ModelCooldown.keyID(of:))
+            if called, let fresh = try? await executor.store.modelCooldowns() {
+                // A long call: other nodes may have seen this model fail meanwhile.
+                cooldowns = fresh
+            }
+            if let rest = cooldowns.first(where: { $0.holds(ref, at: now, keyID: keyID) }) {
+                skip(ref, rest.isWholeProvider ? "provider_held" : "cooling_down",
+                     ["cause": rest.reason, "until": JSONTime.string(rest.until), "level": String(rest.level)],
+                     resting: !rest.isWholeProvider)
+                continue
             }
             if let over = TokenBudget.refusal(stage: lease.stage.name, tokens: prompt.tokens, spend: spend, budget: budget) {
                 pending.append(lease.event(.modelSkipped, at: now, detail: [
@@ -86,6 +89,7 @@ struct ChainRun {
             } catch {
                 return .failed(.transient("store_unavailable", "could not record the call to \(ref) before making it: \(error)"), .empty)
             }
+            called = true
             if let previous { NodeMetrics.failover(from: previous.ref, to: ref, reason: previous.reason) }
             let wire = LLMWire.request(provider, apiKey: apiKey, model: ref.model, system: prompt.system, messages: prompt.messages,
                                        maxTokens: request.maxTokens, temperature: request.temperature)
@@ -121,8 +125,6 @@ struct ChainRun {
             case .transport(let reason, let detail):
                 NodeMetrics.llmCall(ref, outcome: reason)
                 fail(ref, reason: reason, ["detail": detail, "latency_ms": latency])
-                transientFailure = true
-                recoverable = true
             case .refused(let status, let verdict, let errorType, let message):
                 NodeMetrics.llmCall(ref, outcome: "http_\(status)")
                 var detail = ["status": String(status), "latency_ms": latency]
@@ -136,18 +138,19 @@ struct ChainRun {
                                           "\(ref) answered HTTP \(status)\(errorType.map { " (\($0))" } ?? ""): the request itself "
                                               + "was refused, so no other model is tried\(message.map { ": \($0)" } ?? "")"),
                                    AttemptReport(stdout: message, httpStatus: status))
-                case .transient(let reason, _):
+                case .transient(let reason, let retryAfter):
+                    if let retryAfter {
+                        detail["retry_after_sec"] = String(format: "%.3f", retryAfter)
+                        transientAsk = max(transientAsk ?? 0, retryAfter)
+                    }
                     fail(ref, reason: reason, detail)
-                    transientFailure = true
-                    recoverable = true
                 case .coolDown(let reason, let retryAfter):
                     let failure = ModelFailure(ref: ref, reason: reason, retryAfterSec: retryAfter, nodeID: lease.nodeID)
                     if let rest = await record(failure, into: &cooldowns) { detail["cooldown_until"] = JSONTime.string(rest.until) }
                     if let retryAfter { detail["retry_after_sec"] = String(format: "%.3f", retryAfter) }
-                    fail(ref, reason: reason, detail)
-                    recoverable = true
+                    fail(ref, reason: reason, detail, resting: true)
                 case .blockProvider(let reason):
-                    let failure = ModelFailure(ref: ref, scope: .provider, reason: reason, nodeID: lease.nodeID)
+                    let failure = ModelFailure(ref: ref, scope: .provider, reason: reason, nodeID: lease.nodeID, keyID: keyID)
                     if let hold = await record(failure, into: &cooldowns) {
                         detail["held_until"] = JSONTime.string(hold.until)
                         executor.alerts.providerHeld(hold, job: lease.jobID, nodeID: lease.nodeID, logger: executor.logger)
@@ -157,16 +160,17 @@ struct ChainRun {
             }
         }
         await flush()
+        // Come back after the job's own backoff, or later: when the first rest ends (every
+        // model was resting), or when a transient answer asked.
+        let restLeft = allResting ? chain.candidates.compactMap { ref in
+            cooldowns.filter { $0.holds(ref, at: now) && !$0.isWholeProvider }.map(\.until).max()
+        }.min().map { max(0, $0.timeIntervalSince(now)) } : nil
+        let asked = [restLeft, transientAsk].compactMap(\.self).max()
+        let backoff = lease.spec.retry.delay(afterAttempt: lease.attempt, jitterUnit: Double.random(in: -1...1))
         let tried = account.joined(separator: "; ")
-        guard recoverable else {
-            return .failed(.fatal("llm_no_usable_model", "no model of the chain can be called until a person acts: \(tried)"), .empty)
-        }
-        // Every model resting and none failing for another reason: come back when the first rest ends.
-        let restEnds = transientFailure ? nil : chain.candidates.compactMap { ref in
-            cooldowns.filter { $0.holds(ref, at: now) }.map(\.until).max()
-        }.min()
-        return .failed(.transient("llm_unavailable", "no model of the chain answered: \(tried)",
-                                  retryAfterSec: restEnds.map { max(0, $0.timeIntervalSince(now)) }),
+        let reason = allResting || transientAsk != nil || account.contains(where: { $0.contains("failed") })
+            ? "llm_unavailable" : "llm_no_usable_model"
+        return .failed(.transient(reason, "no model of the chain answered: \(tried)", retryAfterSec: asked.map { max($0, backoff) }),
                        .empty)
     }
 
@@ -176,39 +180,46 @@ struct ChainRun {
         return max(0, Double(context.timeoutSec) - used)
     }
 
-    private mutating func skip(_ ref: ModelRef, _ reason: String, _ detail: [String: String]) {
+    private mutating func skip(_ ref: ModelRef, _ reason: String, _ detail: [String: String], resting: Bool = false) {
         pending.append(lease.event(.modelSkipped, at: now, detail: detail.merging(["model": ref.description, "reason": reason]) { $1 }))
         account.append("\(ref) skipped (\(reason)\(detail["until"].map { " until \($0)" } ?? ""))")
         previous = (ref, reason)
+        if !resting { allResting = false }
     }
 
-    private mutating func fail(_ ref: ModelRef, reason: String, _ detail: [String: String], retried: Bool = true) {
+    private mutating func fail(_ ref: ModelRef, reason: String, _ detail: [String: String], retried: Bool = true,
+                               resting: Bool = false) {
         pending.append(lease.event(.modelFailed, at: now, detail: detail.merging(["model": ref.description, "reason": reason]) { $1 }))
         account.append("\(ref) failed (\(reason)\(detail["status"].map { ", HTTP \($0)" } ?? ""))")
         if retried { NodeMetrics.llmRetry(provider: ref.provider, reason: reason) }
         previous = (ref, reason)
+        if !resting { allResting = false }
     }
 
-    /// Stores a model's rest (or its provider's hold) so every node sees it, and this run too.
+    /// Stores a model's rest (or its provider's hold) so every node sees it, and this run too
+    /// (also when the store cannot be written: this run must not call what just refused it).
     private func record(_ failure: ModelFailure, into cooldowns: inout [ModelCooldown]) async -> ModelCooldown? {
+        let rest: ModelCooldown
         do {
-            let rest = try await executor.store.recordModelFailure(failure, policy: settings.cooldown)
-            cooldowns.removeAll { $0.provider == rest.provider && $0.model == rest.model }
-            cooldowns.append(rest)
-            return rest
+            rest = try await executor.store.recordModelFailure(failure, policy: settings.cooldown)
         } catch {
             executor.logger.warning("could not store a model cooldown; other nodes may call the model meanwhile", metadata: [
                 "model": .string(failure.ref.description), "reason": .string(failure.reason), "error": "\(error)",
             ])
-            return nil
+            let current = cooldowns.first { $0.provider == failure.ref.provider && $0.model == failure.model }
+            rest = settings.cooldown.next(after: failure, current: current, now: now, jitterUnit: 0)
         }
+        cooldowns.removeAll { $0.provider == rest.provider && $0.model == rest.model }
+        cooldowns.append(rest)
+        return rest
     }
 
-    /// A model that answered starts its schedule again (and its provider's hold, run out, goes).
+    /// A model that answered starts its schedule again (and its provider's hold, run out, goes);
+    /// a rest another node set since the snapshot stays.
     private func forgetRests(of ref: ModelRef, in cooldowns: [ModelCooldown]) async {
         for rest in cooldowns where rest.provider == ref.provider && (rest.model == ref.model || rest.isWholeProvider) {
             do {
-                _ = try await executor.store.clearModelCooldowns(provider: rest.provider, model: rest.model)
+                _ = try await executor.store.clearModelCooldowns(provider: rest.provider, model: rest.model, onlyEnded: true)
             } catch {
                 executor.logger.warning("could not clear a model cooldown", metadata: ["model": .string(ref.description), "error": "\(error)"])
             }

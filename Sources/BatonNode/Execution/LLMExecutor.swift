@@ -3,6 +3,7 @@ import BatonCore
 import BatonStore
 import Foundation
 import Logging
+import NIOCore
 import NIOHTTP1
 import Synchronization
 
@@ -48,6 +49,20 @@ public final class LLMExecutor: StageExecutor {
         self.logger = logger
     }
 
+    /// The client of every executor built without one. No read timeout: a non-streaming
+    /// answer sends nothing until the model is done, so the provider's `timeout_sec` (and the
+    /// stage's timeout) bound a call instead. Redirects are not followed (they would carry
+    /// the key elsewhere).
+    public static let sharedClient: HTTPClient = {
+        var configuration = HTTPClient.Configuration.singletonConfiguration
+        configuration.redirectConfiguration = .disallow
+        configuration.timeout = .init(connect: .seconds(10), read: nil)
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }()
+
+    /// Answer bytes read at most (a longer answer is a `bad_response`).
+    public static let maxAnswerBytes = 16 << 20
+
     /// Takes the settings of a reloaded configuration; calls in flight keep the ones they began with.
     public func reload(_ settings: ModelSettings) { self.settings.withLock { $0 = settings } }
 
@@ -88,13 +103,14 @@ public final class LLMExecutor: StageExecutor {
         let secrets = apiKey.map { [$0] } ?? []
         let rendered = HTTPExecutor.RenderedRequest(method: "POST", url: wire.url, headers: wire.headers,
                                                     body: String(decoding: wire.body, as: UTF8.self), secrets: secrets)
-        let client = self.client ?? HTTPExecutor.sharedClient
+        let client = self.client ?? Self.sharedClient
         let stageEndsFirst = stageLeftSec < Double(callTimeoutSec)
         let limitSec = max(0.001, min(Double(callTimeoutSec), stageLeftSec))
         enum Raced: Sendable { case sent(HTTPExecutor.Outcome), limit, aborted(AbortReason) }
         let raced: Raced = await withTaskGroup(of: Raced?.self) { group in
             group.addTask {
-                await HTTPExecutor.send(rendered, with: client, timeoutSec: Int(limitSec.rounded(.up))).map(Raced.sent)
+                await HTTPExecutor.send(rendered, with: client, timeoutSec: Int(limitSec.rounded(.up)), maxBytes: Self.maxAnswerBytes)
+                    .map(Raced.sent)
             }
             group.addTask {
                 do { try await Task.sleep(for: .milliseconds(Int64(limitSec * 1000))) } catch { return nil }

@@ -27,18 +27,23 @@ enum LLMWire {
                         messages: [LLMMessage], maxTokens: Int, temperature: Double?) -> Request {
         var headers: [(name: String, value: String)] = [("content-type", "application/json"),
                                                         ("user-agent", "baton/\(BatonVersion.current)")]
-        var fields: [String: JSONValue] = ["model": .string(model), "max_tokens": .int(Int64(maxTokens))]
-        if let temperature { fields["temperature"] = .double(temperature) }
+        var fields: [String: JSONValue] = ["model": .string(model)]
+        if let temperature {
+            // Anthropic takes 0...1, OpenAI 0...2: one chain may hold both.
+            fields["temperature"] = .double(provider.kind == .anthropic ? min(1, temperature) : temperature)
+        }
         let turns = messages.map { JSONValue.object(["role": .string($0.role), "content": .string($0.content)]) }
         let url: String
         switch provider.kind {
         case .openai:
             url = provider.baseURL + "/chat/completions"
+            fields[provider.maxTokensField] = .int(Int64(maxTokens))
             if let apiKey { headers.append(("authorization", "Bearer \(apiKey)")) }
             let systemTurn = system.map { [JSONValue.object(["role": .string("system"), "content": .string($0)])] } ?? []
             fields["messages"] = .array(systemTurn + turns)
         case .anthropic:
             url = provider.baseURL + "/v1/messages"
+            fields["max_tokens"] = .int(Int64(maxTokens))
             if let apiKey { headers.append(("x-api-key", apiKey)) }
             headers.append(("anthropic-version", anthropicVersion))
             if let system { fields["system"] = .string(system) }
@@ -153,17 +158,5 @@ enum LLMWire {
         if let date = formatter.date(from: text) { return date }
         formatter.formatOptions = [.withInternetDateTime]
         return formatter.date(from: text)
-    }
-}
-
-extension JSONValue {
-    var objectValue: [String: JSONValue]? { if case .object(let o) = self { o } else { nil } }
-    var stringValue: String? { if case .string(let s) = self { s } else { nil } }
-    var intValue: Int? {
-        switch self {
-        case .int(let i): Int(i)
-        case .double(let d) where d.isFinite && d.rounded() == d: Int(d)
-        default: nil
-        }
     }
 }
