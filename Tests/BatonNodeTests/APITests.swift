@@ -370,6 +370,33 @@ import Testing
         await server.stop()
     }
 
+    /// `llm` stages show at /metrics: failovers by from/to/reason, retries by provider and
+    /// reason, tokens by model, and each model's cooldown read from the store.
+    @Test func llmFailoversRetriesTokensAndCooldownsAreExported() async throws {
+        let server = try await Server.start(registry: Self.registry)
+        let provider = try await FakeProvider.start()
+        defer { Task { await provider.stop() } }
+        provider.script("busy", .error(429, type: "rate_limit_error", headers: ["retry-after": "90"]))
+        let settings = ModelSettings(providers: [ProviderSettings(name: "mx", kind: .openai, baseURL: provider.openAIURL)])
+        let executor = LLMExecutor(store: server.store, settings: settings)
+        let spec = JobSpec(id: JobID.make(), stages: [StageSpec(name: "ask", run: .llm(LLMStageRequest(
+            model: ModelChain(primary: ModelRef(provider: "mx", model: "busy"), fallbacks: [ModelRef(provider: "mx", model: "free")]),
+            messages: [LLMMessage(role: "user", content: "hi")])))])
+        _ = try await server.store.enqueue(spec)
+        let lease = try #require(try await server.store.claim(ClaimRequest(nodeID: "m1", limit: 1)).first)
+        let result = await executor.execute(StageContext(lease: lease, abort: AbortSignal(), logDirectory: server.directory.path,
+                                                         captureBytes: 1024))
+        guard case .succeeded = result else { Issue.record("expected an answer, got \(result)"); return }
+        let text = try await server.metrics()
+        #expect((Self.sample(text, "baton_llm_failovers_total{from=\"mx/busy\",to=\"mx/free\",reason=\"rate_limited\"}") ?? 0) >= 1, "\(text)")
+        #expect((Self.sample(text, "baton_llm_retries_total{provider=\"mx\",reason=\"rate_limited\"}") ?? 0) >= 1)
+        #expect((Self.sample(text, "baton_llm_tokens_total{provider=\"mx\",model=\"free\",kind=\"input\"}") ?? 0) >= 11)
+        #expect((Self.sample(text, "baton_llm_calls_total{provider=\"mx\",model=\"busy\",outcome=\"http_429\"}") ?? 0) >= 1)
+        let rest = try #require(Self.sample(text, "baton_model_cooldown_seconds{model=\"mx/busy\"}"))
+        #expect(rest > 80 && rest <= 90)
+        await server.stop()
+    }
+
     /// The dashboard: sign in with a token (cookie), an overview, a job page with its stages,
     /// attempts and handovers, and dead letters that only an admin may redrive.
     @Test func theDashboardSignsInShowsTheClusterAndLetsAnAdminRedrive() async throws {
