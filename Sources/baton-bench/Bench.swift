@@ -10,12 +10,19 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// Throughput and latency benchmarks. Figures are printed with the machine they ran on and
-/// recorded in docs/BENCHMARKS.md; tests never assert on speed.
+/// Throughput and latency benchmarks, and the chaos soak. Figures are printed with the machine
+/// they ran on and recorded in docs/BENCHMARKS.md; tests never assert on speed.
 @main
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "baton-bench",
+        abstract: "Baton's benchmarks (the default) and its chaos soak.",
+        subcommands: [BenchRun.self, ChaosCommand.self], defaultSubcommand: BenchRun.self)
+}
+
+struct BenchRun: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
         abstract: "Measure Baton's enqueue and drain throughput and idle pickup latency.",
         discussion: """
             drain: enqueue N noop jobs, then run them with in-process worker nodes (--processes 0) or \
@@ -354,4 +361,9 @@ enum Machine {
         let os = ProcessInfo.processInfo.operatingSystemVersionString
         return "machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, \(cpu), \(memory) GiB RAM, \(os)"
     }
+}
+
+/// Prints a line at once (unbuffered), so progress shows when the output goes to a file or a pipe.
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
