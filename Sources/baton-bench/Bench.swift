@@ -30,10 +30,11 @@ struct BenchRun: AsyncParsableCommand {
             enqueue one job at a time and measure enqueue → claim from the event log.
             """)
 
-    enum Scenario: String, ExpressibleByArgument { case drain, pickup }
+    enum Scenario: String, ExpressibleByArgument { case drain, pickup, rate, claimCost = "claim-cost", rss }
     enum Engine: String, ExpressibleByArgument { case sqlite, postgres }
 
-    @Option(help: "drain or pickup.") var scenario: Scenario = .drain
+    @Option(help: "drain, pickup, rate (latency at a fixed offered rate), claim-cost (claim latency with a small and a large queue) or rss (an idle worker's memory).")
+    var scenario: Scenario = .drain
     @Option(help: "sqlite or postgres.") var store: Engine = .sqlite
     @Option(help: "PostgreSQL URL (default: $BATON_BENCH_POSTGRES_URL, then $BATON_TEST_POSTGRES_URL).")
     var postgresURL: String?
@@ -49,6 +50,13 @@ struct BenchRun: AsyncParsableCommand {
     @Option(help: "Pickup samples.") var samples = 500
     @Option(help: "Cap the main lane (all bench jobs) at this many running jobs across the cluster; without it the lane has no cap.")
     var laneCap: Int?
+    @Option(help: "Spread drain jobs over this many session keys (each session runs one job at a time, in order); 0: no sessions.")
+    var sessions = 0
+    @Option(help: "rate: jobs per second offered.") var rate = 500.0
+    @Option(help: "rate: seconds to offer them for.") var seconds = 20.0
+    @Option(help: "claim-cost: queue sizes to compare, comma-separated.") var queued = "10000,1000000"
+    @Option(help: "PostgreSQL synchronous_commit for the run: on (durable, the default) or off (set with ALTER SYSTEM, reset afterwards).")
+    var synchronousCommit = "on"
 
     func run() async throws {
         LoggingSystem.bootstrap { label in
@@ -63,9 +71,17 @@ struct BenchRun: AsyncParsableCommand {
             print("postgresql: \(settings)")
         }
         try await probe.close()
+        if store == .postgres && synchronousCommit != "on" {
+            guard synchronousCommit == "off" else { throw ValidationError("--synchronous-commit: expected on or off") }
+            try setSynchronousCommit(off: true)
+        }
+        defer { if store == .postgres && synchronousCommit == "off" { try? setSynchronousCommit(off: false) } }
         switch scenario {
         case .drain: try await drain()
         case .pickup: try await pickup()
+        case .rate: try await offeredRate()
+        case .claimCost: try await claimCost()
+        case .rss: try await idleRSS()
         }
     }
 
@@ -73,8 +89,9 @@ struct BenchRun: AsyncParsableCommand {
 
     func drain() async throws {
         let workers = processes > 0 ? "\(processes) worker process\(processes == 1 ? "" : "es")" : "\(nodes) in-process node\(nodes == 1 ? "" : "s")"
-        print("store=\(store.rawValue)\(store == .sqlite ? " synchronous=\(synchronous)" : ""), jobs=\(jobs), batch=\(batch), "
-              + "\(workers) × capacity \(capacity), lane cap \(laneCap.map(String.init) ?? "none"), runs=\(runs)")
+        print("store=\(store.rawValue)\(store == .sqlite ? " synchronous=\(synchronous)" : " synchronous_commit=\(synchronousCommit)"), "
+              + "jobs=\(jobs), batch=\(batch), \(workers) × capacity \(capacity), lane cap \(laneCap.map(String.init) ?? "none"), "
+              + "sessions \(sessions == 0 ? "none" : String(sessions)), runs=\(runs)")
         var enqueueRates: [Double] = []
         var drainRates: [Double] = []
         for run in 1...runs {
@@ -91,7 +108,10 @@ struct BenchRun: AsyncParsableCommand {
         let bench = try await openStore()
         defer { bench.removeDirectory() }
         let store = bench.store
-        let specs = (0..<jobs).map { _ in JobSpec(id: JobID.make(), stages: [StageSpec(name: "noop", run: .noop)]) }
+        let specs = (0..<jobs).map { index in
+            JobSpec(id: JobID.make(), sessionKey: sessions > 0 ? "session-\(index % sessions)" : nil,
+                    stages: [StageSpec(name: "noop", run: .noop)])
+        }
         let enqueueStart = ContinuousClock.now
         for start in stride(from: 0, to: specs.count, by: batch) {
             _ = try await store.enqueue(Array(specs[start..<min(start + batch, specs.count)]))
@@ -111,7 +131,11 @@ struct BenchRun: AsyncParsableCommand {
             let drainStart = ContinuousClock.now
             drainTime = try await withThrowingTaskGroup(of: Void.self, returning: Double.self) { group in
                 for worker in workers { group.addTask { try await worker.run() } }
-                while workers.map(\.succeededCount).reduce(0, +) < jobs {
+                var progress = Progress(total: jobs, what: "drain")
+                while true {
+                    let done = workers.map(\.succeededCount).reduce(0, +)
+                    progress.show(done)
+                    if done >= jobs { break }
                     try await Task.sleep(for: .milliseconds(2))
                 }
                 let drainTime = seconds(ContinuousClock.now - drainStart)
@@ -130,8 +154,10 @@ struct BenchRun: AsyncParsableCommand {
         let workers = try (0..<processes).map { try bench.startWorker("bench-\($0)", capacity: capacity, baton: batonPath) }
         defer { stop(workers) }
         var started: ContinuousClock.Instant?
+        var progress = Progress(total: jobs, what: "drain")
         while true {
             let counts = try await bench.store.counts()
+            progress.show(counts[.succeeded] ?? 0)
             if started == nil && (counts[.queued] ?? 0) < jobs { started = .now }
             if (counts[.succeeded] ?? 0) >= jobs { break }
             if let dead = workers.first(where: { !$0.isRunning }) {
@@ -185,7 +211,9 @@ struct BenchRun: AsyncParsableCommand {
               + "poll interval 1 s: a faster pickup comes from the push wake-up)")
         let bench = try await openStore()
         defer { bench.removeDirectory() }
-        let workerStore = try await bench.openAnother()
+        // SQLite wakes nodes of its own process only (other processes poll): the node shares the
+        // bench's store, as the API and the worker share one in `baton up`.
+        let workerStore = store == .sqlite ? bench.store : try await bench.openAnother()
         let starts = StageStarts()
         let worker = WorkerNode(store: workerStore,
                                 options: WorkerOptions(nodeID: "pickup-0", capacity: 4, pollIntervalSec: 1, drainTimeoutSec: 5,
@@ -211,7 +239,7 @@ struct BenchRun: AsyncParsableCommand {
             worker.beginDrain()
             try await group.waitForAll()
         }
-        try await workerStore.close()
+        if store != .sqlite { try await workerStore.close() }
         try await bench.close()
         func line(_ label: String, _ h: Histogram<UInt64>) -> String {
             String(format: "%@: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms", label,
