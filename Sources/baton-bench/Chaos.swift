@@ -49,6 +49,18 @@ struct ChaosCommand: AsyncParsableCommand {
             throw ValidationError("--kill-every: expected MIN-MAX seconds such as 2-5, got \(killEvery)")
         }
         let soak = try await Soak(url: url, command: self, killBounds: bounds[0]...bounds[1])
+        // Interrupted (Ctrl-C, SIGTERM from scripts/chaos's caller): take the workers along.
+        let sources = [SIGINT, SIGTERM].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                soak.killWorkers()
+                Foundation.exit(128 + number)
+            }
+            source.resume()
+            return source
+        }
+        defer { sources.forEach { $0.cancel() } }
         let ok = try await soak.run()
         if !ok { throw ExitCode(1) }
     }
@@ -270,6 +282,12 @@ final class Soak: Sendable {
         process.standardInput = FileHandle.nullDevice
         try process.run()
         processes.withLock { $0[node] = process }
+    }
+
+    func killWorkers() {
+        for process in processes.withLock({ Array($0.values) }) where process.isRunning {
+            Foundation.kill(process.processIdentifier, SIGKILL)
+        }
     }
 
     func stopWorkers() {

@@ -2,13 +2,15 @@
 
 Creates a fresh database, installs pgqueuer's schema with its own API
 (Queries.install, durability "durable" = all tables LOGGED), enqueues N noop
-jobs in batches, then drains them with one QueueManager whose entrypoint does
-nothing. Prints one JSON line.
+jobs in batches, then drains them with --consumers QueueManagers (one process,
+uvloop) whose entrypoint does nothing, until the queue table is empty. Prints
+one JSON line.
 
-Usage: pgqueuer_bench.py --jobs 20000 --batch-size 100 [--url URL]
+Usage: pgqueuer_bench.py --jobs 20000 --batch-size 100 [--consumers 5] [--url URL]
 """
 
 import argparse
+import asyncio
 import json
 import os
 import time
@@ -35,7 +37,7 @@ def with_db(url: str, db: str) -> str:
     return urlunsplit(parts._replace(path="/" + db))
 
 
-async def bench(url: str, jobs: int, batch_size: int, enqueue_batch: int) -> dict:
+async def bench(url: str, jobs: int, batch_size: int, enqueue_batch: int, consumers: int) -> dict:
     db = f"peers_pgq_{uuid.uuid4().hex[:10]}"
     load_before = loadavg()
     admin = await asyncpg.connect(url)
@@ -58,26 +60,30 @@ async def bench(url: str, jobs: int, batch_size: int, enqueue_batch: int) -> dic
             await queries.enqueue(["noop"] * n, [None] * n, [0] * n)
         enqueue_s = time.perf_counter() - t0
 
-        # Drain with a single QueueManager on its own connection.
-        worker_conn = await asyncpg.connect(db_url)
-        qm = QueueManager(Queries(AsyncpgDriver(worker_conn)))
+        # Drain with `consumers` QueueManagers in this process, each on its own
+        # asyncpg connection (pgqueuer's own drain benchmark uses 5).
         processed = 0
 
-        @qm.entrypoint("noop")
         async def noop(job) -> None:
             nonlocal processed
             processed += 1
 
+        managers = []
+        for _ in range(consumers):
+            qm = QueueManager(Queries(AsyncpgDriver(await asyncpg.connect(db_url))))
+            qm.entrypoint("noop")(noop)
+            managers.append(qm)
+
         t0 = time.perf_counter()
         # mode=drain returns once the queue is empty and in-flight jobs are
         # done; the status-log buffer is flushed before run() returns.
-        await qm.run(batch_size=batch_size, mode=QueueExecutionMode.drain)
+        await asyncio.gather(
+            *(qm.run(batch_size=batch_size, mode=QueueExecutionMode.drain) for qm in managers)
+        )
         drain_s = time.perf_counter() - t0
 
         remaining = await conn.fetchval("SELECT count(*) FROM pgqueuer")
         await conn.close()
-        if not worker_conn.is_closed():
-            await worker_conn.close()
         if processed != jobs or remaining != 0:
             raise SystemExit(
                 f"pgqueuer drain incomplete: processed={processed} remaining={remaining}"
@@ -95,7 +101,8 @@ async def bench(url: str, jobs: int, batch_size: int, enqueue_batch: int) -> dic
             "synchronous_commit": sync_commit,
             "loadavg_1m": [load_before, loadavg()],
             "unlogged_tables": unlogged,
-            "workers": "1 QueueManager, 1 asyncpg connection, max_concurrent_tasks unlimited, uvloop",
+            "workers": f"{consumers} QueueManager(s) in 1 process, 1 asyncpg connection each, "
+            "max_concurrent_tasks unlimited, uvloop",
         }
     finally:
         await admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
@@ -108,9 +115,10 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=20000)
     p.add_argument("--batch-size", type=int, default=100, help="dequeue batch size")
     p.add_argument("--enqueue-batch", type=int, default=1000)
+    p.add_argument("--consumers", type=int, default=5, help="QueueManagers (pgqueuer's benchmark default: 5)")
     a = p.parse_args()
     # uvloop, as `pgq run` uses when installed.
-    result = uvloop.run(bench(a.url, a.jobs, a.batch_size, a.enqueue_batch))
+    result = uvloop.run(bench(a.url, a.jobs, a.batch_size, a.enqueue_batch, a.consumers))
     print(json.dumps(result), flush=True)
 
 
