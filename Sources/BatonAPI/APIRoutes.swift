@@ -29,6 +29,7 @@ struct APIRoutes: Sendable {
         (.post, "/v1/schedules/{id}/pause", .admin), (.post, "/v1/schedules/{id}/resume", .admin),
         (.post, "/v1/schedules/{id}/run", .admin),
         (.post, "/v1/inbound", .producer),
+        (.get, "/v1/models", .reader), (.post, "/v1/models/{provider}/clear", .admin),
     ]
 
     func register(on router: Router<BasicRequestContext>) {
@@ -133,6 +134,23 @@ struct APIRoutes: Sendable {
             }
         case (.get, "/v1/nodes"):
             return { _, _ in .json(.object(["nodes": NodeReport(nodes: try await store.nodes(), now: Date()).json])) }
+        case (.get, "/v1/models"):
+            return { _, _ in .json(config.models.report(cooldowns: try await store.modelCooldowns(), now: Date())) }
+        case (.post, "/v1/models/{provider}/clear"):
+            return { request, context in
+                let provider = try context.parameters.require("provider")
+                guard !provider.isEmpty, provider.count <= 64, provider.allSatisfy(Identifier.isAllowed) else {
+                    throw BatonError(.invalidInput, field: "provider",
+                                     "expected a provider name of letters, digits and - _ . :, got \(JSONValue.string(provider).preview)")
+                }
+                let model = request.uri.queryParameters.get("model")
+                if let model, model.isEmpty || model.utf8.count > 200 {
+                    throw BatonError(.invalidInput, field: "model", "expected a model id of 1 to 200 bytes, or no model parameter")
+                }
+                let cleared = try await store.clearModelCooldowns(provider: provider, model: model)
+                return .json(.object(["provider": .string(provider), "model": model.map(JSONValue.string) ?? .null,
+                                      "cleared": .int(Int64(cleared))]))
+            }
         case (.get, "/v1/lanes"):
             return { _, _ in .json(.object(["lanes": .array(try await store.lanes().map(\.json))])) }
         case (.get, "/v1/schedules"):

@@ -30,16 +30,7 @@ struct ModelsList: AsyncParsableCommand {
             }
             var chains: [(String, ModelChain)] = models.defaultChain.map { [("agents.defaults", $0)] } ?? []
             chains += models.agentChains.sorted { $0.key < $1.key }.map { ("agent \($0.key)", $0.value) }
-            if json {
-                return printJSON(.object([
-                    "providers": .array(models.providers.map { provider in
-                        .object(["name": .string(provider.name), "kind": .string(provider.kind.rawValue),
-                                 "base_url": .string(provider.baseURL), "key": .string(keyState(provider))])
-                    }),
-                    "chains": .object(Dictionary(chains.map { ($0.0, $0.1.json) }, uniquingKeysWith: { a, _ in a })),
-                    "cooldowns": .array(cooldowns.map { $0.json(now: now) }),
-                ]))
-            }
+            if json { return printJSON(models.report(cooldowns: cooldowns, now: now, keyState: keyState)) }
             var providers = Table("PROVIDER", "KIND", "BASE URL", "API KEY ON THIS HOST")
             for provider in models.providers {
                 providers.add(provider.name, provider.kind.rawValue, provider.baseURL, keyState(provider))

@@ -178,6 +178,8 @@ extension JSONValue {
 extension JSONValue {
     /// The fields of an object, else nil.
     public var objectValue: [String: JSONValue]? { if case .object(let o) = self { o } else { nil } }
+    /// The items of an array, else nil.
+    public var arrayValue: [JSONValue]? { if case .array(let a) = self { a } else { nil } }
     /// The text of a string, else nil.
     public var stringValue: String? { if case .string(let s) = self { s } else { nil } }
     /// An integer, or a double with no fraction, else nil.

@@ -32,12 +32,14 @@ import Testing
             self.directory = directory
         }
 
-        static func start(maxBodyBytes: Int = 1 << 20, registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) async throws -> Server {
+        static func start(maxBodyBytes: Int = 1 << 20, registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+                          models: ModelSettings = .standard) async throws -> Server {
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("baton-api-\(UUID().uuidString.prefix(8))")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let store = try SQLiteJobStore(path: directory.appendingPathComponent("baton.db").path)
             try await store.migrate()
             var config = BatonConfig()
+            config.models = models
             config.api = APISettings(host: "127.0.0.1", port: 0, maxBodyBytes: maxBodyBytes, tokens: [
                 .init(name: "ops", scope: .admin, env: "T_ADMIN"), .init(name: "ci", scope: .producer, env: "T_PRODUCER"),
                 .init(name: "dash", scope: .reader, env: "T_READER"),
@@ -373,11 +375,12 @@ import Testing
     /// `llm` stages show at /metrics: failovers by from/to/reason, retries by provider and
     /// reason, tokens by model, and each model's cooldown read from the store.
     @Test func llmFailoversRetriesTokensAndCooldownsAreExported() async throws {
-        let server = try await Server.start(registry: Self.registry)
         let provider = try await FakeProvider.start()
         defer { Task { await provider.stop() } }
         provider.script("busy", .error(429, type: "rate_limit_error", headers: ["retry-after": "90"]))
-        let settings = ModelSettings(providers: [ProviderSettings(name: "mx", kind: .openai, baseURL: provider.openAIURL)])
+        var settings = ModelSettings(providers: [ProviderSettings(name: "mx", kind: .openai, baseURL: provider.openAIURL)])
+        settings.defaultChain = ModelChain(primary: ModelRef(provider: "mx", model: "busy"), fallbacks: [ModelRef(provider: "mx", model: "free")])
+        let server = try await Server.start(registry: Self.registry, models: settings)
         let executor = LLMExecutor(store: server.store, settings: settings)
         let spec = JobSpec(id: JobID.make(), stages: [StageSpec(name: "ask", run: .llm(LLMStageRequest(
             model: ModelChain(primary: ModelRef(provider: "mx", model: "busy"), fallbacks: [ModelRef(provider: "mx", model: "free")]),
@@ -394,6 +397,21 @@ import Testing
         #expect((Self.sample(text, "baton_llm_calls_total{provider=\"mx\",model=\"busy\",outcome=\"http_429\"}") ?? 0) >= 1)
         let rest = try #require(Self.sample(text, "baton_model_cooldown_seconds{model=\"mx/busy\"}"))
         #expect(rest > 80 && rest <= 90)
+
+        // The same state over the API: a reader sees it, only an admin lifts it.
+        let (status, models) = try await server.call(.GET, "/v1/models", token: Self.reader)
+        #expect(status == 200)
+        #expect(models.objectValue?["providers"] == .array([.object(["name": .string("mx"), "kind": .string("openai"),
+                                                                     "base_url": .string(provider.openAIURL)])]))
+        #expect(models.objectValue?["chains"]?.objectValue?["agents.defaults"] == settings.defaultChain?.json)
+        let cooldown = try #require(models.objectValue?["cooldowns"]?.arrayValue?.first?.objectValue)
+        #expect(cooldown["model"] == .string("busy") && cooldown["state"] == .string("cooling_down")
+                && cooldown["reason"] == .string("rate_limited"))
+        #expect(try await server.call(.POST, "/v1/models/mx/clear", token: Self.reader).0 == 403)
+        #expect(try await server.call(.POST, "/v1/models/bad%20name/clear", token: Self.admin).0 == 422)
+        let (cleared, body) = try await server.call(.POST, "/v1/models/mx/clear?model=busy", token: Self.admin)
+        #expect(cleared == 200 && body.objectValue?["cleared"] == .int(1))
+        #expect(try await server.call(.GET, "/v1/models", token: Self.reader).1.objectValue?["cooldowns"] == .array([]))
         await server.stop()
     }
 

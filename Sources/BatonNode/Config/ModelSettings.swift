@@ -1,4 +1,6 @@
 import BatonCore
+import BatonStore
+import Foundation
 
 /// A model provider the nodes call for `llm` stages (`providers:`).
 public struct ProviderSettings: Sendable, Hashable {
@@ -164,6 +166,25 @@ public struct ModelSettings: Sendable, Hashable {
                              "names the provider \"\(ref.provider)\" (in \(ref)), which providers: does not configure"
                                  + (known.isEmpty ? " (no provider is configured)" : " (configured: \(known.joined(separator: ", ")))"))
         }
+    }
+
+    /// What `GET /v1/models` and `baton models --json` show: the providers (the name of each
+    /// key's variable, never a key), the chains by where they are set, and the cooldowns.
+    public func report(cooldowns: [ModelCooldown], now: Date, keyState: ((ProviderSettings) -> String)? = nil) -> JSONValue {
+        var chains: [String: JSONValue] = [:]
+        if let defaultChain { chains["agents.defaults"] = defaultChain.json }
+        for (agent, chain) in agentChains { chains["agent \(agent)"] = chain.json }
+        return .object([
+            "providers": .array(providers.map { provider in
+                var fields: [String: JSONValue] = ["name": .string(provider.name), "kind": .string(provider.kind.rawValue),
+                                                   "base_url": .string(provider.baseURL)]
+                if let env = provider.apiKeyEnv { fields["api_key_env"] = .string(env) }
+                if let keyState { fields["key"] = .string(keyState(provider)) }
+                return .object(fields)
+            }),
+            "chains": .object(chains),
+            "cooldowns": .array(cooldowns.map { $0.json(now: now) }),
+        ])
     }
 
     var json: JSONValue {
