@@ -272,7 +272,6 @@ extension ModelCooldown {
             "failures": .int(Int64(failures)), "remaining_sec": .double(max(0, until.timeIntervalSince(now))),
         ]
         if let nodeID { fields["node_id"] = .string(nodeID) }
-        if let keyID { fields["key_id"] = .string(keyID) }
         return .object(fields)
     }
 }

@@ -65,17 +65,18 @@ struct BenchRun: AsyncParsableCommand {
             return handler
         }
         print(Machine.describe())
+        if store == .postgres && synchronousCommit != "on" {
+            guard synchronousCommit == "off" else { throw ValidationError("--synchronous-commit: expected on or off") }
+            try setSynchronousCommit(off: true)
+            try await Task.sleep(for: .milliseconds(300))
+        }
+        defer { if store == .postgres && synchronousCommit == "off" { try? setSynchronousCommit(off: false) } }
         let probe = try await openStore()
         if let postgres = probe.store as? PostgresJobStore {
             let settings = try await postgres.serverSettings().map { "\($0.name)=\($0.value)" }.joined(separator: ", ")
             print("postgresql: \(settings)")
         }
         try await probe.close()
-        if store == .postgres && synchronousCommit != "on" {
-            guard synchronousCommit == "off" else { throw ValidationError("--synchronous-commit: expected on or off") }
-            try setSynchronousCommit(off: true)
-        }
-        defer { if store == .postgres && synchronousCommit == "off" { try? setSynchronousCommit(off: false) } }
         switch scenario {
         case .drain: try await drain()
         case .pickup: try await pickup()
@@ -301,7 +302,8 @@ struct BenchRun: AsyncParsableCommand {
 
     func median(_ values: [Double]) -> Double {
         let sorted = values.sorted()
-        return sorted[sorted.count / 2]
+        let middle = sorted.count / 2
+        return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
     }
 }
 

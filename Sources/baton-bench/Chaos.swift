@@ -86,6 +86,7 @@ final class Soak: Sendable {
         var kills = 0
         var restarts = 0
         var pgRestarts = 0
+        var failedRestarts = 0
         var stalls = 0
         var producerErrors = 0
     }
@@ -119,14 +120,20 @@ final class Soak: Sendable {
         say("chaos: \(command.jobs) noop jobs + \(command.chains) chains over \(Int(command.produceOver)) s, "
               + "\(command.workers) workers × \(command.capacity), kill -9 every \(command.killEvery) s, lease \(command.leaseTTL) s, "
               + "PostgreSQL restart: \(command.pgRestart == nil ? "no" : "once"), schema \(schema), scratch \(directory.path)")
-        for index in 1...command.workers { try startWorker("chaos-\(index)") }
-        let finished = try await withThrowingTaskGroup(of: Bool.self) { group in
-            group.addTask { try await self.produce(); return true }
-            group.addTask { try await self.chaos() }
-            let producerDone = try await group.next() ?? false
-            let settled = producerDone ? try await group.next() ?? false : false
-            group.cancelAll()
-            return settled
+        let finished: Bool
+        do {
+            for index in 1...command.workers { try startWorker("chaos-\(index)") }
+            finished = try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask { try await self.produce(); return true }
+                group.addTask { try await self.chaos() }
+                let producerDone = try await group.next() ?? false
+                let settled = producerDone ? try await group.next() ?? false : false
+                group.cancelAll()
+                return settled
+            }
+        } catch {
+            stopWorkers()
+            throw error
         }
         stopWorkers()
         let ok = try await audit(finished: finished)
@@ -186,7 +193,8 @@ final class Soak: Sendable {
     func chainJob(_ index: Int) -> JobSpec {
         let file = sideEffects.appendingPathComponent("job-\(index)").path
         let stages = ["build", "sign", "upload"].map { name in
-            StageSpec(name: name, run: .shell("sleep 0.$((RANDOM % 8)); echo \"$BATON_STAGE $BATON_FENCE\" >> '\(file)'"))
+            // /bin/sh may be dash, which has no $RANDOM: each stage's pause is drawn here.
+            StageSpec(name: name, run: .shell("sleep 0.\(Int.random(in: 0...7)); echo \"$BATON_STAGE $BATON_FENCE\" >> '\(file)'"))
         }
         return JobSpec(id: JobID.make(), idempotencyKey: "\(schema)-\(index)", stages: stages, leaseTTLSec: command.leaseTTL,
                        retry: retry, payload: .object(["file": .string(file)]))
@@ -216,7 +224,7 @@ final class Soak: Sendable {
                 restarted = true
                 let at = elapsed()
                 let status = try await shell(restart)
-                tallies.withLock { $0.pgRestarts += 1 }
+                tallies.withLock { if status == 0 { $0.pgRestarts += 1 } else { $0.failedRestarts += 1 } }
                 say(String(format: "  %6.1fs  PostgreSQL restarted (exit %d, took %.1f s)", at, status, elapsed() - at))
             }
             if !stalled && produced >= total * 3 / 4, let node = processes.withLock({ $0.keys.sorted().randomElement() }) {
@@ -357,7 +365,7 @@ final class Soak: Sendable {
             SELECT job_id, stage_index FROM \(s).attempts WHERE outcome = 'succeeded' GROUP BY job_id, stage_index HAVING count(*) > 1
             """).count
         let refused = Int(try sql("SELECT count(*) FROM \(s).events WHERE kind = 'stale_write_refused'").first?.first ?? "0") ?? 0
-        let rescued = Int(try sql("SELECT count(*) FROM \(s).events WHERE kind IN ('heartbeat_lost', 'rescued')").first?.first ?? "0") ?? 0
+        let rescued = Int(try sql("SELECT count(*) FROM \(s).events WHERE kind = 'heartbeat_lost'").first?.first ?? "0") ?? 0
         // Side effects: for each chain, the fence that finished each stage, and the runs its file saw.
         let finishing = try sql("""
             SELECT j.payload_file, a.stage_name, a.fence FROM \(s).attempts a
@@ -374,8 +382,9 @@ final class Soak: Sendable {
             let lines = ((try? String(contentsOfFile: file, encoding: .utf8)) ?? "").split(separator: "\n").map { $0.split(separator: " ") }
             for (stage, fence) in stages {
                 let runs = lines.filter { $0.count == 2 && $0[0] == stage }.compactMap { Int64($0[1]) }
-                if !runs.contains(fence) { missingEffects += 1 }
-                reruns += runs.filter { $0 > fence }.count
+                let finishing = runs.filter { $0 == fence }.count
+                if finishing == 0 { missingEffects += 1 }
+                reruns += runs.filter { $0 > fence }.count + max(0, finishing - 1)
                 atLeastOnceRepeats += runs.filter { $0 < fence }.count
             }
         }
@@ -389,15 +398,19 @@ final class Soak: Sendable {
         if missingEffects > 0 { problems.append("\(missingEffects) finished stages left no side effect") }
         if chainsDone != command.chains { problems.append("\(chainsDone) of \(command.chains) chains finished all three stages") }
         let t = tallies.withLock { $0 }
+        if t.failedRestarts > 0 || (command.pgRestart != nil && t.pgRestarts == 0) {
+            problems.append("the PostgreSQL restart did not happen (\(t.failedRestarts) failed)")
+        }
         say(String(format: "after %.1f s: %d jobs succeeded; %d kill -9 (each restarted), %d PostgreSQL restart, %d stall; "
                      + "%d leases rescued, %d stale writes refused, %d submissions retried; chains: %d stage runs cut and "
                      + "repeated before their finish (at-least-once), %d finished stages re-run",
                      elapsed(), succeeded, t.kills, t.pgRestarts, t.stalls, rescued, refused, t.producerErrors, atLeastOnceRepeats,
                      reruns))
         for problem in problems { say("  FAILED: \(problem)") }
-        let duplicated = twiceCompleted + twiceStages + reruns
-        say("chaos: \(total) jobs, \(t.kills) kills, \(lost + notTerminal) lost, \(duplicated) duplicated")
-        if !problems.isEmpty { say("  kept for inspection: schema \(schema), \(directory.path)") }
+        // Not done is lost, whatever the reason; an extra stored job is a duplicate.
+        let duplicated = twiceCompleted + twiceStages + reruns + max(0, stored - total)
+        say("chaos: \(total) jobs, \(t.kills) kills, \(max(lost + notTerminal, total - succeeded)) lost, \(duplicated) duplicated")
+        if !problems.isEmpty { say("  scratch kept: \(directory.path) (with --keep under scripts/chaos, the server goes when it ends)") }
         return problems.isEmpty
     }
 

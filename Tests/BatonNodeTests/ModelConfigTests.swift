@@ -74,6 +74,8 @@ struct ModelConfigTests {
         ("providers: [{name: a, kind: anthropic, base_url: 'https://api.anthropic.com/v1', api_key_env: K}]", "providers[0].base_url",
          "without /v1"),
         ("providers: [{name: a, kind: openai, base_url: 'ftp://x', api_key_env: K}]", "providers[0].base_url", "http:// or https://"),
+        ("providers: [{name: a, kind: openai, base_url: 'https://u:sk-1@proxy/v1'}]", "providers[0].base_url", "without credentials"),
+        ("providers: [{name: a, kind: openai, base_url: 'https://proxy/v1?api-key=sk-1'}]", "providers[0].base_url", "without credentials"),
         ("providers: [{name: a, kind: openai, api_key_env: 'MY-KEY'}]", "providers[0].api_key_env", "environment variable name"),
         ("providers: [{name: a, kind: openai, api_key_env: K, max_tokens_field: n}]", "providers[0].max_tokens_field", "max_tokens"),
         ("providers: [{name: a, kind: openai, api_key_env: K}, {name: a, kind: anthropic, api_key_env: L}]", "providers[1].name",

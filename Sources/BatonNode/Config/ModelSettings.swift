@@ -67,6 +67,12 @@ public struct ProviderSettings: Sendable, Hashable {
         if let baseURL, !(baseURL.hasPrefix("http://") || baseURL.hasPrefix("https://")) || baseURL.contains(where: \.isWhitespace) {
             throw r.invalid("base_url", .string(baseURL), "expected an http:// or https:// URL")
         }
+        if let baseURL, let parts = URLComponents(string: baseURL),
+           parts.user != nil || parts.password != nil || parts.query != nil || parts.fragment != nil {
+            // The URL is shown (baton models, GET /v1/models) and hashed: a key has no place in it.
+            throw BatonError(.invalidInput, field: r.field("base_url"),
+                             "expected a URL without credentials, query or fragment (the key goes in the variable api_key_env names)")
+        }
         let trimmed = baseURL.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
         if kind == .anthropic, let trimmed, trimmed.hasSuffix("/v1") {
             throw r.invalid("base_url", .string(baseURL ?? ""),
