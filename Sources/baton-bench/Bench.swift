@@ -58,15 +58,27 @@ struct BenchRun: AsyncParsableCommand {
     @Option(help: "PostgreSQL synchronous_commit for the run: on (durable, the default) or off (set with ALTER SYSTEM, reset afterwards).")
     var synchronousCommit = "on"
 
-    func run() async throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .warning
-            return handler
+    func validate() throws {
+        for (name, value) in [("--jobs", jobs), ("--batch", batch), ("--capacity", capacity), ("--nodes", nodes), ("--runs", runs),
+                              ("--samples", samples)] where value < 1 {
+            throw ValidationError("\(name): expected a positive integer, got \(value)")
         }
+        if processes < 0 { throw ValidationError("--processes: expected 0 or more, got \(processes)") }
+        if sessions < 0 { throw ValidationError("--sessions: expected 0 or more, got \(sessions)") }
+        if let laneCap, laneCap < 1 { throw ValidationError("--lane-cap: expected a positive integer, got \(laneCap)") }
+        guard rate > 0, rate.isFinite, seconds > 0, seconds.isFinite else {
+            throw ValidationError("--rate and --seconds: expected positive numbers, got \(rate) and \(seconds)")
+        }
+        guard ["normal", "full"].contains(synchronous) else { throw ValidationError("--synchronous: expected normal or full, got \(synchronous)") }
+        guard ["on", "off"].contains(synchronousCommit) else {
+            throw ValidationError("--synchronous-commit: expected on or off, got \(synchronousCommit)")
+        }
+    }
+
+    func run() async throws {
+        bootstrapBenchLogging(.warning)
         print(Machine.describe())
-        if store == .postgres && synchronousCommit != "on" {
-            guard synchronousCommit == "off" else { throw ValidationError("--synchronous-commit: expected on or off") }
+        if store == .postgres && synchronousCommit == "off" {
             try setSynchronousCommit(off: true)
             try await Task.sleep(for: .milliseconds(300))
         }
@@ -396,4 +408,13 @@ enum Machine {
 /// Prints a line at once (unbuffered), so progress shows when the output goes to a file or a pipe.
 func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+/// Warnings and errors to standard error; the figures go to standard output.
+func bootstrapBenchLogging(_ level: Logger.Level) {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
 }

@@ -31,14 +31,22 @@ struct ChaosCommand: AsyncParsableCommand {
     @Option(help: "Lease TTL of the jobs, in seconds (the stall lasts longer than this).") var leaseTTL = 4
     @Option(help: "Give up (and fail) after this many seconds.") var duration = 900.0
     @Option(help: "The baton executable (default: next to this one).") var baton: String?
-    @Option(help: "Keep the scratch directory and schema for inspection.") var keep = false
+    @Flag(help: "Keep the scratch directory and schema for inspection.") var keep = false
+
+    func validate() throws {
+        guard jobs >= 0, chains >= 0, jobs + chains > 0 else {
+            throw ValidationError("--jobs and --chains: expected 0 or more, and at least one job in all, got \(jobs) and \(chains)")
+        }
+        guard workers >= 1, capacity >= 1, leaseTTL >= 1 else {
+            throw ValidationError("--workers, --capacity and --lease-ttl: expected positive integers, got \(workers), \(capacity), \(leaseTTL)")
+        }
+        guard produceOver > 0, produceOver.isFinite, duration > 0, duration.isFinite else {
+            throw ValidationError("--produce-over and --duration: expected positive seconds, got \(produceOver) and \(duration)")
+        }
+    }
 
     func run() async throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .error
-            return handler
-        }
+        bootstrapBenchLogging(.error)
         say(Machine.describe())
         let environment = ProcessInfo.processInfo.environment
         guard let url = postgresURL ?? environment["BATON_CHAOS_POSTGRES_URL"] ?? environment["BATON_TEST_POSTGRES_URL"] else {

@@ -5,18 +5,9 @@ import Testing
 
 /// Lane, agent, session, queue, gate, alert and inbound settings in baton.yaml.
 struct LaneConfigTests {
-    func load(_ yaml: String) throws(BatonError) -> BatonConfig {
-        try ConfigLoader.load(yaml: yaml, source: "baton.yaml", environment: [:])
-    }
+    func load(_ yaml: String) throws(BatonError) -> BatonConfig { try loadYAML(yaml) }
 
-    func failure(_ yaml: String) -> BatonError? {
-        do {
-            _ = try load(yaml)
-            return nil
-        } catch {
-            return error
-        }
-    }
+    func failure(_ yaml: String) -> BatonError? { yamlFailure(yaml) }
 
     @Test func builtInLaneCapsApplyWhenNothingIsConfigured() throws {
         #expect(try load("").lanes.caps == ["main": 4, "cron": 2, "subagent": 8, "nested": 4])
@@ -79,5 +70,20 @@ struct LaneConfigTests {
             #expect(error?.field == field, "\(yaml): \(String(describing: error))")
             #expect(error?.message.contains(mention) == true, "\(yaml): \(error?.message ?? "no error")")
         }
+    }
+}
+
+/// Loads `yaml` as `baton.yaml` (no environment overrides).
+func loadYAML(_ yaml: String) throws(BatonError) -> BatonConfig {
+    try ConfigLoader.load(yaml: yaml, source: "baton.yaml", environment: [:])
+}
+
+/// The error loading `yaml` fails with, or nil when it loads.
+func yamlFailure(_ yaml: String) -> BatonError? {
+    do {
+        _ = try loadYAML(yaml)
+        return nil
+    } catch {
+        return error
     }
 }

@@ -19,18 +19,9 @@ struct ModelConfigTests {
             - {id: support, lane: support, model: local/llama3}
         """
 
-    func load(_ yaml: String) throws(BatonError) -> BatonConfig {
-        try ConfigLoader.load(yaml: yaml, source: "baton.yaml")
-    }
+    func load(_ yaml: String) throws(BatonError) -> BatonConfig { try loadYAML(yaml) }
 
-    func failure(_ yaml: String) -> BatonError? {
-        do {
-            _ = try load(yaml)
-            return nil
-        } catch {
-            return error
-        }
-    }
+    func failure(_ yaml: String) -> BatonError? { yamlFailure(yaml) }
 
     @Test func providersChainsAndCooldownsAreRead() throws {
         let config = try load(Self.example)

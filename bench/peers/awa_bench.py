@@ -14,33 +14,20 @@ Usage: awa_bench.py --jobs 20000 [--max-workers 256] [--url URL]
 import argparse
 import asyncio
 import json
-import os
 import time
-import uuid
 from dataclasses import dataclass
 from importlib.metadata import version
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import awa
 
-DEFAULT_URL = "postgres://postgres@127.0.0.1:15432/postgres"
+from common import DEFAULT_URL, figures, fresh_database, loadavg
 QUEUE = "bench"
 
 
 @dataclass
 class Noop:
     seq: int
-
-
-def loadavg() -> float:
-    """1-minute load average: other work on this 2-core machine skews results."""
-    with open("/proc/loadavg") as f:
-        return float(f.read().split()[0])
-
-
-def with_db(url: str, db: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + db))
 
 
 async def leftover(client: awa.AsyncClient) -> int:
@@ -63,12 +50,8 @@ async def bench(
     enqueue_batch: int,
     extra: dict,
 ) -> dict:
-    db = f"peers_awa_{uuid.uuid4().hex[:10]}"
     load_before = loadavg()
-    admin = await asyncpg.connect(url)
-    await admin.execute(f"CREATE DATABASE {db}")
-    try:
-        db_url = with_db(url, db)
+    async with fresh_database(url, "peers_awa") as db_url:
         conn = await asyncpg.connect(db_url)
         sync_commit = await conn.fetchval("SHOW synchronous_commit")
         client = awa.AsyncClient(db_url, max_connections=max_connections)
@@ -125,28 +108,17 @@ async def bench(
             "peer": "awa-pg",
             "version": version("awa-pg"),
             "batch_size": None,
-            "jobs": jobs,
-            "enqueue_batch": enqueue_batch,
-            "enqueue_per_sec": round(jobs / enqueue_s, 1),
-            "drain_per_sec": round(jobs / drain_s, 1),
-            "seconds": round(drain_s, 3),
-            "enqueue_seconds": round(enqueue_s, 3),
+            **figures(jobs, enqueue_batch, enqueue_s, drain_s, sync_commit, load_before, unlogged),
             "handled_seconds": round(handled_s, 3),
             "completed_receipts": receipts,
-            "synchronous_commit": sync_commit,
-            "loadavg_1m": [load_before, loadavg()],
-            "unlogged_tables": unlogged,
             "workers": f"1 AsyncClient, queue config {queue_cfg}, max_connections="
             f"{max_connections}, poll_interval_ms={poll_interval_ms}, rest default",
         }
-    finally:
-        await admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-        await admin.close()
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--url", default=os.environ.get("BATON_BENCH_POSTGRES_URL", DEFAULT_URL))
+    p.add_argument("--url", default=DEFAULT_URL)
     p.add_argument("--jobs", type=int, default=20000)
     # Defaults follow awa's own Python benchmark (awa-python/scripts/benchmark_runtime.py).
     p.add_argument("--max-workers", type=int, default=256)

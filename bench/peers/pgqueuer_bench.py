@@ -12,38 +12,20 @@ Usage: pgqueuer_bench.py --jobs 20000 --batch-size 100 [--consumers 5] [--url UR
 import argparse
 import asyncio
 import json
-import os
 import time
-import uuid
 from importlib.metadata import version
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import uvloop
 from pgqueuer import AsyncpgDriver, QueueManager, Queries
 from pgqueuer.types import QueueExecutionMode
 
-DEFAULT_URL = "postgres://postgres@127.0.0.1:15432/postgres"
-
-
-def loadavg() -> float:
-    """1-minute load average: other work on this 2-core machine skews results."""
-    with open("/proc/loadavg") as f:
-        return float(f.read().split()[0])
-
-
-def with_db(url: str, db: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + db))
+from common import DEFAULT_URL, figures, fresh_database, loadavg
 
 
 async def bench(url: str, jobs: int, batch_size: int, enqueue_batch: int, consumers: int) -> dict:
-    db = f"peers_pgq_{uuid.uuid4().hex[:10]}"
     load_before = loadavg()
-    admin = await asyncpg.connect(url)
-    await admin.execute(f"CREATE DATABASE {db}")
-    try:
-        db_url = with_db(url, db)
+    async with fresh_database(url, "peers_pgq") as db_url:
         conn = await asyncpg.connect(db_url)
         queries = Queries(AsyncpgDriver(conn))
         await queries.install()
@@ -92,26 +74,15 @@ async def bench(url: str, jobs: int, batch_size: int, enqueue_batch: int, consum
             "peer": "pgqueuer",
             "version": version("pgqueuer"),
             "batch_size": batch_size,
-            "jobs": jobs,
-            "enqueue_batch": enqueue_batch,
-            "enqueue_per_sec": round(jobs / enqueue_s, 1),
-            "drain_per_sec": round(jobs / drain_s, 1),
-            "seconds": round(drain_s, 3),
-            "enqueue_seconds": round(enqueue_s, 3),
-            "synchronous_commit": sync_commit,
-            "loadavg_1m": [load_before, loadavg()],
-            "unlogged_tables": unlogged,
+            **figures(jobs, enqueue_batch, enqueue_s, drain_s, sync_commit, load_before, unlogged),
             "workers": f"{consumers} QueueManager(s) in 1 process, 1 asyncpg connection each, "
             "max_concurrent_tasks unlimited, uvloop",
         }
-    finally:
-        await admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-        await admin.close()
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--url", default=os.environ.get("BATON_BENCH_POSTGRES_URL", DEFAULT_URL))
+    p.add_argument("--url", default=DEFAULT_URL)
     p.add_argument("--jobs", type=int, default=20000)
     p.add_argument("--batch-size", type=int, default=100, help="dequeue batch size")
     p.add_argument("--enqueue-batch", type=int, default=1000)

@@ -68,25 +68,7 @@ final class FakeProvider: Sendable {
     /// - Parameter keys: the key each format accepts (`openai`, `anthropic`); none: any key.
     static func start(keys: [String: String] = [:]) async throws -> FakeProvider {
         let box = Box()
-        let (ports, announce) = AsyncStream.makeStream(of: Int.self)
-        let app = Application(
-            responder: CallbackResponder<BasicRequestContext> { request, _ in try await box.provider!.answer(request) },
-            configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in
-                announce.yield(channel.localAddress?.port ?? 0)
-                announce.finish()
-            },
-            logger: Logger(label: "fake-provider", factory: { _ in SwiftLogNoOpLogHandler() }))
-        let task = Task {
-            defer { announce.finish() }
-            try await app.run()
-        }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next(), port > 0 else {
-            task.cancel()
-            _ = await task.result
-            throw ScriptedHTTPServer.TestServerError.didNotStart
-        }
+        let (port, task) = try await ScriptedHTTPServer.startLoopbackServer { request in try await box.provider!.answer(request) }
         let provider = FakeProvider(port: port, keys: keys, task: task)
         box.provider = provider
         return provider

@@ -49,9 +49,17 @@ final class ScriptedHTTPServer: Sendable {
     static func start(_ replies: [Reply]) async throws -> ScriptedHTTPServer {
         precondition(!replies.isEmpty, "a script needs at least one reply")
         let script = Script(replies)
+        let (port, task) = try await startLoopbackServer { request in try await script.answer(request) }
+        return ScriptedHTTPServer(port: port, script: script, task: task)
+    }
+
+    /// Runs a Hummingbird server on 127.0.0.1 (an ephemeral port) answering with `respond`;
+    /// returns its port once it listens, and the task to cancel to stop it.
+    static func startLoopbackServer(_ respond: @escaping @Sendable (Request) async throws -> Response) async throws
+        -> (port: Int, task: Task<Void, any Error>) {
         let (ports, announce) = AsyncStream.makeStream(of: Int.self)
         let app = Application(
-            responder: CallbackResponder<BasicRequestContext> { request, _ in try await script.answer(request) },
+            responder: CallbackResponder<BasicRequestContext> { request, _ in try await respond(request) },
             configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0)),
             onServerRunning: { channel in
                 announce.yield(channel.localAddress?.port ?? 0)
@@ -68,7 +76,7 @@ final class ScriptedHTTPServer: Sendable {
             _ = await task.result
             throw TestServerError.didNotStart
         }
-        return ScriptedHTTPServer(port: port, script: script, task: task)
+        return (port, task)
     }
 
     /// Stops the server (cancelling any call still hanging) and waits until it has.
