@@ -226,7 +226,7 @@ extension PostgresJobStore {
             SELECT * FROM \(unescaped: tables.jobs)
             WHERE \(unescaped: states)
               AND (\(lane)::text IS NULL OR lane = \(lane)::text)
-            ORDER BY enqueued_at DESC, seq DESC LIMIT \(Int64(max(0, filter.limit)))
+            ORDER BY seq DESC LIMIT \(Int64(max(0, filter.limit)))
             """).map(Self.job(from:))
     }
 
