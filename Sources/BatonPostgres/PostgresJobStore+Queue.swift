@@ -19,11 +19,9 @@ extension PostgresJobStore {
                 // One statement is one transaction: no BEGIN/COMMIT round trips.
                 let now = clock.now().epochMilliseconds
                 results = try await mapped {
-                    try await Deadline.run(seconds: self.options.operationTimeoutSec, what: "a PostgreSQL enqueue") {
-                        try await self.client.withConnection { connection in
-                            try await self.insert(specs, encoded: encoded, indices: Array(specs.indices), duplicates: [],
-                                                  now: now, on: connection)
-                        }
+                    try await self.leased("a PostgreSQL enqueue") { connection in
+                        try await self.insert(specs, encoded: encoded, indices: Array(specs.indices), duplicates: [],
+                                              now: now, on: connection)
                     }
                 }
             } else {

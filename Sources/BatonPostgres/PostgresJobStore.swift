@@ -46,6 +46,7 @@ public final class PostgresJobStore: JobStore {
     let clock: BatonClock
     let jitter: @Sendable () -> Double
     let signal = WorkSignal()
+    let closeWatch = ConnectionCloseWatch()
     let logger: Logger
     let options: Options
     /// Ageing runs at most every quarter of its step.
@@ -122,14 +123,30 @@ public final class PostgresJobStore: JobStore {
 
     // MARK: Running statements
 
+    /// Runs `body` on a pooled connection within the operation deadline.
+    ///
+    /// postgres-nio hands a statement to its connection's channel without a write promise: a
+    /// statement written just after the server closed the connection (a restart) is never
+    /// answered. Rather than wait out the deadline, the operation fails as soon as its
+    /// connection closes, like the statements the closing connection did answer.
+    func leased<T: Sendable>(_ what: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try await Deadline.run(seconds: options.operationTimeoutSec, what: what) { abandon in
+            try await self.client.withConnection { connection in
+                let closed = BatonError(.storeUnavailable, field: "store",
+                                        "PostgreSQL at \(self.endpoint.redacted) closed the connection while \(what) was under way")
+                return try await self.closeWatch.whileOpen(connection, onClose: { abandon.fail(closed) }) {
+                    try await body(connection)
+                }
+            }
+        }
+    }
+
     /// Runs one statement outside an explicit transaction and returns its rows.
     @discardableResult
     func rows(_ query: PostgresQuery) async throws -> [PostgresRandomAccessRow] {
         try await mapped {
-            try await Deadline.run(seconds: self.options.operationTimeoutSec, what: "a PostgreSQL statement") {
-                try await self.client.withConnection { connection in
-                    try await (connection.rows(query, logger: self.logger))
-                }
+            try await self.leased("a PostgreSQL statement") { connection in
+                try await (connection.rows(query, logger: self.logger))
             }
         }
     }
@@ -138,10 +155,8 @@ public final class PostgresJobStore: JobStore {
     func run<Statement: PostgresPreparedStatement>(_ statement: Statement, what: String) async throws -> [Statement.Row]
     where Statement.Row: Sendable {
         try await mapped {
-            try await Deadline.run(seconds: self.options.operationTimeoutSec, what: what) {
-                try await self.client.withConnection { connection in
-                    try await connection.run(statement, logger: self.logger)
-                }
+            try await self.leased(what) { connection in
+                try await connection.run(statement, logger: self.logger)
             }
         }
     }
@@ -158,17 +173,15 @@ public final class PostgresJobStore: JobStore {
             attempt += 1
             do {
                 return try await mapped {
-                    try await Deadline.run(seconds: self.options.operationTimeoutSec, what: "a PostgreSQL transaction") {
-                        try await self.client.withConnection { connection in
-                            try await connection.rows("BEGIN", logger: self.logger)
-                            do {
-                                let result = try await body(connection, self.clock.now().epochMilliseconds)
-                                try await connection.rows("COMMIT", logger: self.logger)
-                                return result
-                            } catch {
-                                _ = try? await connection.rows("ROLLBACK", logger: self.logger)
-                                throw error
-                            }
+                    try await self.leased("a PostgreSQL transaction") { connection in
+                        try await connection.rows("BEGIN", logger: self.logger)
+                        do {
+                            let result = try await body(connection, self.clock.now().epochMilliseconds)
+                            try await connection.rows("COMMIT", logger: self.logger)
+                            return result
+                        } catch {
+                            _ = try? await connection.rows("ROLLBACK", logger: self.logger)
+                            throw error
                         }
                     }
                 }

@@ -7,13 +7,13 @@ import Testing
 /// The bound on one PostgreSQL operation: a hung driver call must not hold its caller.
 struct DeadlineTests {
     @Test func fastOperationReturnsItsValue() async throws {
-        let value = try await Deadline.run(seconds: 5, what: "a test") { 42 }
+        let value = try await Deadline.run(seconds: 5, what: "a test") { _ in 42 }
         #expect(value == 42)
     }
 
     @Test func errorOfTheOperationIsPassedOn() async {
         await #expect(throws: BatonError.self) {
-            try await Deadline.run(seconds: 5, what: "a test") { () async throws -> Int in
+            try await Deadline.run(seconds: 5, what: "a test") { _ async throws -> Int in
                 throw BatonError(.notFound, "gone")
             }
         }
@@ -23,7 +23,7 @@ struct DeadlineTests {
         let parked = Mutex<CheckedContinuation<Void, Never>?>(nil)
         let started = Date()
         do {
-            _ = try await Deadline.run(seconds: 0.3, what: "a hung statement") { () async throws -> Int in
+            _ = try await Deadline.run(seconds: 0.3, what: "a hung statement") { _ async throws -> Int in
                 // Ignores cancellation: only the deadline can free the caller.
                 await withCheckedContinuation { continuation in parked.withLock { $0 = continuation } }
                 return 1
@@ -39,9 +39,25 @@ struct DeadlineTests {
         parked.withLock { $0?.resume(); $0 = nil }
     }
 
+    @Test func operationAbandonedByItsBodyEndsAtOnceWithTheGivenError() async throws {
+        let parked = Mutex<CheckedContinuation<Void, Never>?>(nil)
+        do {
+            _ = try await Deadline.run(seconds: 30, what: "a statement on a closed connection") { abandon async throws -> Int in
+                abandon.fail(BatonError(.storeUnavailable, field: "store", "the connection closed"))
+                // Like a statement postgres-nio never answers: only the abandon frees the caller.
+                await withCheckedContinuation { continuation in parked.withLock { $0 = continuation } }
+                return 1
+            }
+            Issue.record("an abandoned operation returned")
+        } catch let error as BatonError {
+            #expect(error.message == "the connection closed")
+        }
+        parked.withLock { $0?.resume(); $0 = nil }
+    }
+
     @Test func cancellingTheCallerCancelsTheOperation() async throws {
         let task = Task {
-            try await Deadline.run(seconds: 30, what: "a long statement") { () async throws -> Int in
+            try await Deadline.run(seconds: 30, what: "a long statement") { _ async throws -> Int in
                 try await Task.sleep(for: .seconds(30))
                 return 1
             }
