@@ -156,7 +156,10 @@ let package = Package(
         ),
         .testTarget(
             name: "BatonStoreTests",
-            dependencies: ["BatonCore", "BatonStore", "BatonSQLite", "BatonPostgres", "BatonStoreTesting"],
+            dependencies: [
+                "BatonCore", "BatonStore", "BatonSQLite", "BatonPostgres", "BatonStoreTesting",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -10,7 +10,7 @@ import Synchronization
 /// on through other connections, so the lease would never run out). The body may also give
 /// up early through its `Abandon` handle (its connection closed under it).
 enum Deadline {
-    /// Ends the operation at once with an error; the body's task is left to end by itself.
+    /// Ends the operation at once with an error; the body's task is cancelled and left to end.
     struct Abandon: Sendable {
         let fail: @Sendable (any Error) -> Void
     }
@@ -27,6 +27,8 @@ enum Deadline {
                     do { outcome.finish(.success(try await body(abandon))) } catch { outcome.finish(.failure(error)) }
                 }
                 outcome.onCancel { work.cancel() }
+                // Abandoned or timed out: the work is told to stop (a statement may not listen).
+                outcome.onFinish { work.cancel() }
                 let timer = Task {
                     try? await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
                     guard !Task.isCancelled else { return }
@@ -118,7 +120,8 @@ enum Deadline {
 /// close is watched once, from the first operation that leases it.
 final class ConnectionCloseWatch: Sendable {
     private struct State {
-        var waiting: [ObjectIdentifier: [UInt64: @Sendable () -> Void]] = [:]
+        /// By the pool's connection id, which it never hands out twice.
+        var waiting: [PostgresConnection.ID: [UInt64: @Sendable () -> Void]] = [:]
         var next: UInt64 = 0
     }
 
@@ -127,7 +130,7 @@ final class ConnectionCloseWatch: Sendable {
     /// Runs `body` with `onClose` called if `connection` closes before `body` returns.
     func whileOpen<T>(_ connection: PostgresConnection, onClose: @escaping @Sendable () -> Void,
                       _ body: () async throws -> T) async throws -> T {
-        let key = ObjectIdentifier(connection)
+        let key = connection.id
         let (token, firstSight) = state.withLock { state -> (UInt64, Bool) in
             state.next += 1
             let first = state.waiting[key] == nil
@@ -141,7 +144,7 @@ final class ConnectionCloseWatch: Sendable {
         return try await body()
     }
 
-    private func closed(_ key: ObjectIdentifier) {
+    private func closed(_ key: PostgresConnection.ID) {
         let handlers = state.withLock { state in state.waiting.removeValue(forKey: key).map { Array($0.values) } ?? [] }
         for handler in handlers { handler() }
     }

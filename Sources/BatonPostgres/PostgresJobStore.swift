@@ -89,7 +89,9 @@ public final class PostgresJobStore: JobStore {
     }
 
     public func migrate() async throws {
-        try await transaction { connection, _ in
+        // A migration may rebuild indexes of a large queue: it gets an hour, not the 30 s of
+        // an ordinary operation.
+        try await transaction(timeoutSec: max(options.operationTimeoutSec, 3600)) { connection, _ in
             try await PostgresSchema.migrate(connection, tables: self.tables, logger: self.logger)
         }
         // The prepared statements name tables without a schema: they rely on the search_path
@@ -129,12 +131,22 @@ public final class PostgresJobStore: JobStore {
     /// statement written just after the server closed the connection (a restart) is never
     /// answered. Rather than wait out the deadline, the operation fails as soon as its
     /// connection closes, like the statements the closing connection did answer.
-    func leased<T: Sendable>(_ what: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        try await Deadline.run(seconds: options.operationTimeoutSec, what: what) { abandon in
+    ///
+    /// The close is acted on after a short grace: a statement the server answered just before
+    /// closing (a commit) reports its own result, and an error that made Baton close the
+    /// connection itself is reported as it was.
+    func leased<T: Sendable>(_ what: String, timeoutSec: Double? = nil,
+                             _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try await Deadline.run(seconds: timeoutSec ?? options.operationTimeoutSec, what: what) { abandon in
             try await self.client.withConnection { connection in
                 let closed = BatonError(.storeUnavailable, field: "store",
                                         "PostgreSQL at \(self.endpoint.redacted) closed the connection while \(what) was under way")
-                return try await self.closeWatch.whileOpen(connection, onClose: { abandon.fail(closed) }) {
+                return try await self.closeWatch.whileOpen(connection, onClose: {
+                    Task {
+                        try? await Task.sleep(for: .milliseconds(250))
+                        abandon.fail(closed)
+                    }
+                }) {
                     try await body(connection)
                 }
             }
@@ -167,20 +179,22 @@ public final class PostgresJobStore: JobStore {
 
     /// Runs `body` in one READ COMMITTED transaction with the clock's current time, retrying
     /// the whole transaction on a deadlock or serialization failure.
-    func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection, Int64) async throws -> T) async throws -> T {
+    func transaction<T: Sendable>(timeoutSec: Double? = nil,
+                                  _ body: @escaping @Sendable (PostgresConnection, Int64) async throws -> T) async throws -> T {
         var attempt = 0
         while true {
             attempt += 1
             do {
                 return try await mapped {
-                    try await self.leased("a PostgreSQL transaction") { connection in
+                    try await self.leased("a PostgreSQL transaction", timeoutSec: timeoutSec) { connection in
                         try await connection.rows("BEGIN", logger: self.logger)
                         do {
                             let result = try await body(connection, self.clock.now().epochMilliseconds)
                             try await connection.rows("COMMIT", logger: self.logger)
                             return result
                         } catch {
-                            _ = try? await connection.rows("ROLLBACK", logger: self.logger)
+                            // A closed connection never answers a statement written to it.
+                            if !connection.isClosed { _ = try? await connection.rows("ROLLBACK", logger: self.logger) }
                             throw error
                         }
                     }

@@ -438,12 +438,20 @@ enum PostgresSchema {
                 """,
             ]),
             (9, [
+                // The tables this step rebuilds indexes of, locked up front in the order an
+                // enqueue takes them (keys, then jobs), so that a node still running the
+                // previous version waits instead of deadlocking with the rebuild. On a large
+                // queue the rebuild holds them for as long as the indexes take to build.
+                "LOCK TABLE \(t.idempotency), \(t.jobs), \(t.attempts), \(t.events) IN ACCESS EXCLUSIVE MODE",
                 // The drain's cost is mostly index entries (a perf profile of a 3-worker drain:
                 // 38 % of the server's CPU in ExecInsertIndexTuples). A claim and a completion
                 // each change a job's state, so neither is a HOT update, and every full index on
                 // jobs gets an entry for both. jobs_enqueued served only listings, which now go
-                // newest first by seq (the order jobs were stored in) through the primary key.
+                // newest first by seq (the order jobs were stored in) through the primary key;
+                // dead letters keep a partial index in that order.
                 "DROP INDEX \(t.schema).jobs_enqueued",
+                "DROP INDEX \(t.schema).jobs_unsuccessful",
+                "CREATE INDEX jobs_unsuccessful ON \(t.jobs) (seq) WHERE state IN ('dead', 'expired', 'cancelled')",
                 // Ids, lanes and keys are compared byte for byte: under a libc collation every
                 // index comparison was a strcoll call. The ids Baton makes sort the same.
                 "ALTER TABLE \(t.jobs) ALTER COLUMN id TYPE text COLLATE \"C\"",

@@ -179,7 +179,9 @@ struct BenchRun: AsyncParsableCommand {
             try await Task.sleep(for: .milliseconds(250))
         }
         let claimed = try await bench.store.detail(id: first)?.events.first { $0.kind == .claimed }?.at
-        let completed = try await bench.store.recentEvents(kinds: [.completed], limit: 1, window: 10 * processes * capacity).first?.at
+        // The newest completions by seq; the last one by time is among them.
+        let completed = try await bench.store.recentEvents(kinds: [.completed], limit: processes * capacity,
+                                                           window: 10 * processes * capacity).map(\.at).max()
         guard let claimed, let completed else { throw ValidationError("the job log has no first claim or last completion") }
         return max(0.001, completed.timeIntervalSince(claimed))
     }

@@ -59,7 +59,9 @@ struct PostgresReconnectTests {
             // The pool has new connections: the next call works at once.
             _ = try await store.enqueue([Self.job()])
             print(String(format: "postgres restart under load: %d calls failed fast, slowest call %.2f s", failures, slowest))
-            // The restart itself takes about a second; the operation timeout is 30 s.
+            // The restart itself takes about a second; the operation timeout is 30 s. (Whether a
+            // call was under way at the close is up to timing; PostgresEngineTests closes a
+            // connection under a statement deterministically.)
             #expect(slowest < 10, "a call waited \(slowest) s across the restart")
         } catch {
             try? await store.close()

@@ -43,9 +43,11 @@ struct DeadlineTests {
         let parked = Mutex<CheckedContinuation<Void, Never>?>(nil)
         do {
             _ = try await Deadline.run(seconds: 30, what: "a statement on a closed connection") { abandon async throws -> Int in
-                abandon.fail(BatonError(.storeUnavailable, field: "store", "the connection closed"))
                 // Like a statement postgres-nio never answers: only the abandon frees the caller.
-                await withCheckedContinuation { continuation in parked.withLock { $0 = continuation } }
+                await withCheckedContinuation { continuation in
+                    parked.withLock { $0 = continuation }
+                    abandon.fail(BatonError(.storeUnavailable, field: "store", "the connection closed"))
+                }
                 return 1
             }
             Issue.record("an abandoned operation returned")

@@ -1,8 +1,9 @@
 import BatonCore
-import BatonPostgres
+@testable import BatonPostgres
 import BatonStore
 import BatonStoreTesting
 import Foundation
+import PostgresNIO
 import Testing
 
 /// Behaviour of the PostgreSQL engine beyond the shared conformance suite: its prepared
@@ -32,6 +33,33 @@ struct PostgresEngineTests {
             try? await store.close()
             throw error
         }
+        try await store.close()
+    }
+
+    /// postgres-nio writes a statement to its connection's channel without a write promise:
+    /// one written after the connection closed is never answered. The engine fails such an
+    /// operation when the connection closes instead of waiting out its deadline (30 s here).
+    @Test func statementOnAConnectionThatClosedUnderItFailsAtOnce() async throws {
+        var options = PostgresJobStore.Options()
+        options.schema = TestPostgresServer.freshSchema()
+        options.listen = false
+        options.operationTimeoutSec = 30
+        let store = try PostgresJobStore(url: TestPostgresServer.url!, options: options, clock: .system)
+        let started = Date()
+        do {
+            _ = try await store.leased("a statement after the close") { connection in
+                try await connection.close()
+                return try await connection.rows("SELECT 1", logger: store.logger).count
+            }
+            Issue.record("a statement on a closed connection returned")
+        } catch let error as BatonError {
+            #expect(error.code == .storeUnavailable)
+            #expect(error.message.contains("closed the connection while a statement after the close was under way"), "\(error)")
+        }
+        // Returning before the 30 s deadline is the point; the bound leaves room for a loaded
+        // CI machine. The pool opens a new connection for the next operation.
+        #expect(Date().timeIntervalSince(started) < 15)
+        #expect(try await store.rows("SELECT 1 AS one").count == 1)
         try await store.close()
     }
 
