@@ -156,6 +156,8 @@ public protocol JobStore: Sendable {
     /// The job with its attempts and its event log, oldest first.
     func detail(id: String) async throws -> JobDetail?
 
+    /// Jobs matching `filter`, newest first: in the order the store received them (PostgreSQL,
+    /// whose nodes' clocks may differ) or by enqueue time (SQLite, one host's clock).
     func jobs(matching filter: JobFilter) async throws -> [JobRecord]
 
     /// Counts jobs per state (all lanes).
