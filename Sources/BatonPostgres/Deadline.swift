@@ -27,14 +27,15 @@ enum Deadline {
                     do { outcome.finish(.success(try await body(abandon))) } catch { outcome.finish(.failure(error)) }
                 }
                 outcome.onCancel { work.cancel() }
-                // Abandoned or timed out: the work is told to stop (a statement may not listen).
+                // Once decided (done, abandoned or timed out), the work is told to stop; a
+                // statement may not listen, and then it is left behind.
                 outcome.onFinish { work.cancel() }
                 let timer = Task {
                     try? await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
                     guard !Task.isCancelled else { return }
                     let timedOut = BatonError(.storeUnavailable, field: "store",
                                               "\(description) did not finish within \(String(format: "%g", seconds)) s; the connection was abandoned")
-                    if outcome.finish(.failure(timedOut)) { work.cancel() }
+                    outcome.finish(.failure(timedOut))
                 }
                 // A finished operation does not leave its timer asleep for the whole deadline.
                 outcome.onFinish { timer.cancel() }
@@ -88,18 +89,19 @@ enum Deadline {
 
         /// Runs `handler` once the outcome is decided (at once if it already is).
         func onFinish(_ handler: @escaping @Sendable () -> Void) {
-            let now = state.withLock { state -> Bool in
-                if state.done { return true }
-                state.finishHandlers.append(handler)
-                return false
-            }
-            if now { handler() }
+            add(handler, to: \.finishHandlers, unless: \.done)
         }
 
+        /// Runs `handler` when the caller is cancelled (at once if it already was).
         func onCancel(_ handler: @escaping @Sendable () -> Void) {
+            add(handler, to: \.cancelHandlers, unless: \.cancelled)
+        }
+
+        private func add(_ handler: @escaping @Sendable () -> Void, to handlers: WritableKeyPath<State, [@Sendable () -> Void]>,
+                         unless happened: KeyPath<State, Bool>) {
             let now = state.withLock { state -> Bool in
-                if state.cancelled { return true }
-                state.cancelHandlers.append(handler)
+                if state[keyPath: happened] { return true }
+                state[keyPath: handlers].append(handler)
                 return false
             }
             if now { handler() }
